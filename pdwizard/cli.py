@@ -1,0 +1,85 @@
+"""`pdwizard` command line: a contract that operators' scripts rely on.
+
+Flags are only ever added, never renamed or dropped. Exit codes: 0 every step
+passed, 1 a check (or later a launch or verification) failed, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from pdwizard import __version__
+from pdwizard.errors import EXIT_INPUT, InputError, PdwError
+from pdwizard.progress import make_progress
+from pdwizard.replay import ReplayOptions, run_replay
+
+
+def asset(name: str) -> Path:
+    """A file shipped inside the package (demo spec, demo session, styles)."""
+    return Path(str(resources.files("pdwizard").joinpath("assets", name)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pdwizard",
+        description="Deploy vLLM-Ascend prefill-decode disaggregation: discover nodes, check the "
+                    "NPU fabric, and (in later versions) render, launch and verify.",
+        epilog="exit codes: 0 every step passed, 1 a check failed, 2 invalid input",
+    )
+    p.add_argument("--replay", metavar="FILE", type=Path,
+                   help="run the flow headless from a session file (TOML)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="stop before anything is launched")
+    p.add_argument("--out", metavar="DIR", type=Path,
+                   help="write what was produced (report.json) into DIR")
+    p.add_argument("--sim", metavar="FILE", type=Path,
+                   help="run against a simulated cluster described by FILE (started and stopped here)")
+    p.add_argument("--demo", action="store_true",
+                   help="the built-in SIMULATED cluster of the guide (3 Atlas 800T A2 nodes, 8 NPUs each)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="log every remote command with its node, exit status and duration")
+    p.add_argument("--version", action="version", version=f"pdwizard {__version__}")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> ReplayOptions:
+    """Resolve --demo / --sim / --replay into one set of options, or raise InputError."""
+    if args.demo and args.sim:
+        raise InputError("--demo and --sim cannot be combined", key="--sim",
+                         hint="--demo already runs the built-in simulated cluster; drop one of them")
+    sim = asset("demo-cluster.toml") if args.demo else args.sim
+    session = args.replay or (asset("demo-session.toml") if args.demo else None)
+    if session is None:
+        raise InputError("no session given", key="--replay",
+                         hint="pass --replay SESSION.toml, or --demo to try the simulated cluster "
+                              "(the interactive wizard arrives in a later version)")
+    for flag, path in (("--replay", session), ("--sim", sim)):
+        if path is not None and not path.is_file():
+            raise InputError(f"file not found: {path}", key=flag,
+                             hint="check the path (relative paths are taken from the current directory)")
+    return ReplayOptions(session_path=session, sim_spec=sim, dry_run=args.dry_run,
+                         out_dir=args.out, verbose=args.verbose)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `pdwizard` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        opts = options_from(args)
+        progress = make_progress(verbose=opts.verbose)
+        return asyncio.run(run_replay(opts, progress))
+    except PdwError as exc:
+        print(f"pdwizard: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pdwizard: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

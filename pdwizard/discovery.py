@@ -1,0 +1,179 @@
+"""Discovery: what each node is, in one SSH round trip per node.
+
+One script per node asks for the hostname, addresses and NICs, the NPU table and
+chip map, each NPU's IP (and vNIC and super-pod ids on A3), /etc/hccn.conf, the
+CANN version and the Python packages of the runtime that will serve (the host or
+the `[stack] container`). The device list is read on the node from `npu-smi info -m`
+so the script needs no second round trip.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pdwizard import parsers
+from pdwizard.checks import verdict
+from pdwizard.errors import ParseError
+from pdwizard.probe import Batch, ToolOutput
+from pdwizard.remote.quoting import join_argv
+from pdwizard.report import CheckResult, NodeFacts, NpuFacts, Status
+
+#: Distribution names whose versions must agree across nodes.
+PACKAGES = ("vllm", "vllm_ascend", "torch", "torch_npu", "mooncake-transfer-engine")
+
+_VERSIONS_PY = (
+    "import importlib.metadata as m\n"
+    f"for n in {PACKAGES!r}:\n"
+    "    try:\n"
+    "        print(n + '=' + m.version(n))\n"
+    "    except Exception:\n"
+    "        print(n + '=')\n"
+)
+
+_CANN_SH = (
+    'for f in "${ASCEND_TOOLKIT_HOME:-/usr/local/Ascend/ascend-toolkit/latest}"'
+    "/*/ascend_toolkit_install.info; do [ -r \"$f\" ] && cat \"$f\" && break; done"
+)
+
+# Rows of `npu-smi info -m` -> "npu:chip:device". A2 has no Phy-ID column and its
+# hccn_tool device id is the NPU ID; A3 prints the physical id in column 4. MCU
+# rows have "-" as logic id and are skipped.
+_DEVICES_AWK = (
+    "/NPU ID/ { if ($0 ~ /Phy-ID/) phy = 1; next } "
+    "$3 ~ /^[0-9]+$/ { if (phy) print $1\":\"$2\":\"$4; else print $1\":\"$2\":\"$1 }"
+)
+
+
+def _in_runtime(container: str | None, argv: list[str]) -> list[str]:
+    """Run argv where vLLM will run: on the host, or inside the serving container."""
+    return ["docker", "exec", container, *argv] if container else argv
+
+
+def discovery_batch(container: str | None = None) -> Batch:
+    """The discovery script body for one node."""
+    b = Batch()
+    b.add("hostname", "hostname")
+    b.add("hostname_i", "hostname", "-I")
+    b.add("ip_addr", "ip", "-o", "-4", "addr", "show")
+    b.add("npusmi_info", "npu-smi", "info")
+    b.add("npusmi_map", "npu-smi", "info", "-m")
+    b.add_raw('cp "$PDW_T/o" "$PDW_T/map"')
+    b.add_raw('pdw_call hccn_conf cat "${PDWIZARD_HCCN_CONF:-/etc/hccn.conf}"')
+    b.add("packages", *_in_runtime(container, ["python3", "-c", _VERSIONS_PY]))
+    b.add("cann", *_in_runtime(container, ["sh", "-c", _CANN_SH]))
+    b.add_raw(f"pdw_devs=$(awk {join_argv([_DEVICES_AWK])} \"$PDW_T/map\")")
+    b.add_raw(
+        'for pdw_t in $pdw_devs; do pdw_d=${pdw_t##*:}; '
+        'pdw_call "ip.$pdw_d" "$HCCN_TOOL" -i "$pdw_d" -ip -g; done'
+    )
+    b.add_raw(
+        'if grep -q "Phy-ID" "$PDW_T/map"; then for pdw_t in $pdw_devs; do '
+        'pdw_npu=${pdw_t%%:*}; pdw_r=${pdw_t#*:}; pdw_chip=${pdw_r%%:*}; pdw_d=${pdw_t##*:}; '
+        'pdw_call "vnic.$pdw_d" "$HCCN_TOOL" -i "$pdw_d" -vnic -g; '
+        'pdw_call "spod.$pdw_d" "$NPU_SMI" info -t spod-info -i "$pdw_npu" -c "$pdw_chip"; '
+        "done; fi"
+    )
+    return b
+
+
+_IP_ADDR_RE = re.compile(r"^\d+:\s+(\S+?)(?:@\S+)?\s+inet\s+(\d+\.\d+\.\d+\.\d+)/\d+")
+
+
+def parse_ip_addr(text: str) -> dict[str, list[str]]:
+    """`ip -o -4 addr show` -> {nic: [ipv4, ...]}."""
+    nics: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        m = _IP_ADDR_RE.match(line.strip())
+        if m:
+            nics.setdefault(m.group(1), []).append(m.group(2))
+    return nics
+
+
+def _kv_lines(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def parse_facts(node: str, out: dict[str, ToolOutput]) -> tuple[NodeFacts, list[CheckResult]]:
+    """Turn one node's discovery output into facts plus any discovery verdicts."""
+    facts = NodeFacts(node=node)
+    results: list[CheckResult] = []
+    get = lambda key: out.get(key, ToolOutput("", "", -1))  # noqa: E731
+    facts.hostname = get("hostname").stdout.strip() or None
+    facts.addresses = get("hostname_i").stdout.split()
+    facts.nics = parse_ip_addr(get("ip_addr").stdout)
+    pkgs = _kv_lines(get("packages").stdout)
+    facts.packages = {k: v for k, v in pkgs.items() if v}
+    facts.cann_version = _kv_lines(get("cann").stdout).get("version") or None
+    _read_npus(facts, get("npusmi_info"), get("npusmi_map"), out, results)
+    conf = get("hccn_conf")
+    if conf.exit_status == 0:
+        facts.hccn_conf = parsers.parse_hccn_conf(conf.stdout)
+    return facts, results
+
+
+def _read_npus(facts: NodeFacts, info_out: ToolOutput, map_out: ToolOutput,
+               out: dict[str, ToolOutput], results: list[CheckResult]) -> None:
+    try:
+        info = parsers.parse_info(info_out.stdout)
+    except ParseError as exc:
+        results.append(verdict("npu_smi_unreadable", Status.FAIL, check="npu_smi",
+                               node=facts.node, value=exc.message, raw=info_out.text))
+        return
+    facts.driver_version = info.version
+    facts.soc = info.soc
+    mapping = _safe(parsers.parse_mapping, map_out.stdout) or []
+    for npu in _npus_from(info, mapping):
+        _read_npu_ips(npu, out)
+        facts.npus.append(npu)
+
+
+def _npus_from(info, mapping) -> list[NpuFacts]:
+    """Join the big table (health, HBM, processes) with the chip map (device ids)."""
+    rows = {(c.npu_id, c.chip_id): c for c in info.chips}
+    pids: dict[tuple[int, int], list[int]] = {}
+    for p in info.processes:
+        pids.setdefault((p.npu_id, p.chip_id), []).append(p.pid)
+    keys = [(m.npu_id, m.chip_id, m.phy_id if m.phy_id is not None else m.npu_id)
+            for m in mapping] or [(c.npu_id, c.chip_id, c.phy_id if c.phy_id is not None
+                                   else c.npu_id) for c in info.chips]
+    npus = []
+    for npu_id, chip_id, device in keys:
+        row = rows.get((npu_id, chip_id))
+        npus.append(NpuFacts(
+            device=device, npu_id=npu_id, chip_id=chip_id,
+            name=row.name if row else None, health=row.health if row else None,
+            hbm_used_mb=row.hbm_used_mb if row else None,
+            hbm_total_mb=row.hbm_total_mb if row else None,
+            pids=pids.get((npu_id, chip_id), []),
+        ))
+    return npus
+
+
+def _read_npu_ips(npu: NpuFacts, out: dict[str, ToolOutput]) -> None:
+    ip_out = out.get(f"ip.{npu.device}")
+    if ip_out is not None:
+        npu.ip, npu.netmask = parsers.parse_ip(ip_out.stdout)
+    vnic = out.get(f"vnic.{npu.device}")
+    if vnic is not None:
+        npu.vnic_ip = parsers.parse_vnic(vnic.stdout).ip
+    spod = out.get(f"spod.{npu.device}")
+    if spod is not None:
+        info = _safe(parsers.parse_spod_info, spod.stdout)
+        if info is not None:
+            npu.sdid, npu.super_pod_id = info.sdid, info.super_pod_id
+
+
+def _safe(parse, text: str):
+    """Optional outputs (chip map, A3 ids): unreadable means unknown, not a crash.
+
+    The NPU table itself is never read this way: without it there is nothing to check.
+    """
+    try:
+        return parse(text)
+    except ParseError:
+        return None
