@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pdwizard import __version__
-from pdwizard.errors import EXIT_INPUT, InputError, PdwError
+from pdwizard.errors import InputError, PdwError
 from pdwizard.progress import make_progress
 from pdwizard.replay import ReplayOptions, run_replay
 

@@ -57,7 +57,7 @@ def discovery_batch(container: str | None = None) -> Batch:
     b.add("ip_addr", "ip", "-o", "-4", "addr", "show")
     b.add("npusmi_info", "npu-smi", "info")
     b.add("npusmi_map", "npu-smi", "info", "-m")
-    b.add_raw('cp "$PDW_T/o" "$PDW_T/map"')
+    b.add_raw('printf \'%s\\n\' "$pdw_o" >"$PDW_T/map"')
     b.add_raw('pdw_call hccn_conf cat "${PDWIZARD_HCCN_CONF:-/etc/hccn.conf}"')
     b.add("packages", *_in_runtime(container, ["python3", "-c", _VERSIONS_PY]))
     b.add("cann", *_in_runtime(container, ["sh", "-c", _CANN_SH]))

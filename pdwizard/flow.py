@@ -13,7 +13,7 @@ import time
 from typing import Awaitable, Callable, TypeVar
 
 from pdwizard.discovery import discovery_batch, parse_facts
-from pdwizard.errors import RemoteError
+from pdwizard.errors import InputError, RemoteError
 from pdwizard.fabric import evaluate_npu, evaluate_pings, fabric_batch, tls_agreement
 from pdwizard.models import Session
 from pdwizard.nodechecks import check_node, check_versions, missing_devices, selected_devices
@@ -93,9 +93,9 @@ class CheckFlow:
                 self.progress.node(name, f"discovered {facts.soc or '?'} with {len(facts.npus)} NPUs")
         return step
 
-    def input_errors(self):
+    def input_errors(self, source: str | None = None) -> list[InputError]:
         """Instance devices the nodes lack: known only after discovery, exit 2."""
-        return missing_devices(self.session, self.facts)
+        return missing_devices(self.session, self.facts, source)
 
     def check_nodes(self) -> StepReport:
         step = self.report.step("node")

@@ -13,6 +13,7 @@ from typing import Mapping
 from pdwizard.checks import ok, verdict
 from pdwizard.errors import InputError
 from pdwizard.models import Session
+from pdwizard.session import check_devices_exist
 from pdwizard.report import CheckResult, NodeFacts, Status
 
 #: Versions compared across nodes, with the label shown to the operator.
@@ -27,22 +28,15 @@ def selected_devices(session: Session) -> dict[str, list[int]]:
     return {name: sorted(devs) for name, devs in picked.items()}
 
 
-def missing_devices(session: Session, facts: Mapping[str, NodeFacts]) -> list[InputError]:
-    """Instances that name an NPU the node does not have: invalid input (exit 2)."""
-    errors = []
-    for i, inst in enumerate(session.instances):
-        f = facts.get(inst.node)
-        if f is None or not f.npus:
-            continue
-        lacking = sorted(set(inst.devices) - f.devices)
-        if lacking:
-            have = ", ".join(str(d) for d in sorted(f.devices))
-            errors.append(InputError(
-                f"node {inst.node} has no NPU {', '.join(map(str, lacking))} (it has {have})",
-                key=f"instances[{i}].devices",
-                hint=f"use device ids that npu-smi lists on {inst.node}",
-            ))
-    return errors
+def missing_devices(session: Session, facts: Mapping[str, NodeFacts],
+                    source: str | None = None) -> list[InputError]:
+    """Instances that name an NPU the node does not have: invalid input (exit 2).
+
+    Nodes whose NPU table could not be read are left out: that is a check failure
+    already reported, not an input error.
+    """
+    have = {name: f.devices for name, f in facts.items() if f.npus}
+    return check_devices_exist(session, have, source=source)
 
 
 def check_node(session: Session, facts: NodeFacts) -> list[CheckResult]:

@@ -41,6 +41,7 @@ class PingPlan:
     by_node: dict[str, list[Ping]] = field(default_factory=dict)
     full_size: int = 0
     mode: str = "full"
+    covers: dict[str, bool] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -53,8 +54,12 @@ class PingPlan:
         per_node = max((len(p) for p in self.by_node.values()), default=0)
         text = f"ping matrix: {self.size} pings over {len(self.by_node)} nodes, at most {per_node} per node"
         if self.mode == "sampled":
-            text += (f" (a covering sample of the full {self.full_size}: every other node reached,"
-                     " every NPU sends and is pinged; set [checks] ping = \"full\" for all of it)")
+            held = [text for key, text in (("nodes", "every other node reached"),
+                                           ("senders", "every NPU sends"),
+                                           ("targets", "every NPU is pinged")) if self.covers.get(key)]
+            text += (f" (a sample of the full {self.full_size}"
+                     + (": " + ", ".join(held) if held else "")
+                     + "; set [checks] ping = \"full\" for all of it)")
         return text
 
 
@@ -72,38 +77,60 @@ def plan_pings(endpoints: Mapping[str, Sequence[Endpoint]], mode: PingMode = "au
     plan.mode = "sampled" if mode == "auto" and too_big else "full"
     limit = budget if plan.mode == "sampled" else None
     plan.by_node = {a: pairs[:limit] for a, pairs in full.items()}
+    plan.covers = coverage(plan, endpoints)
     return plan
 
 
-def _targets(a: str, nodes: list[str], endpoints: Mapping[str, Sequence[Endpoint]]) -> list[Endpoint]:
-    """Other nodes' NPUs, interleaved across nodes, starting at a per-source offset.
-
-    Interleaving makes the first pings reach every other node; the offset (the
-    source's index) makes different sources start on different NPU positions, so
-    a truncated plan still targets every NPU of every node from somewhere.
-    """
-    ia = nodes.index(a)
-    others = nodes[ia + 1:] + nodes[:ia]
-    width = max((len(endpoints[b]) for b in others), default=0)
-    order: list[Endpoint] = []
-    for step in range(width):
-        pos = (ia + step) % width
-        order.extend(endpoints[b][pos] for b in others if pos < len(endpoints[b]))
-    return order
-
-
 def _ordered_pairs(a: str, nodes: list[str], endpoints: Mapping[str, Sequence[Endpoint]]) -> list[Ping]:
-    """All pairs from node `a`, in coverage-first order.
+    """Every pair from node `a`, in coverage-first order.
 
-    Pairs come in blocks: block d pairs source i with target (i + d). Blocks are
-    taken in the order d = 0, k, 2k, ... then 1, k+1, ... (k = number of sources),
-    so the first blocks sweep all targets once before any target is repeated,
-    and every block uses every source.
+    Round r pings each other node b once: at NPU position rank + r*(N-1) of b,
+    where rank is a's place among b's N-1 sources, so the sources of b sweep b's
+    NPUs without overlap; a's own NPUs take turns as the sender. After R full
+    rounds every other node was reached R times, and if R*(N-1) is at least the
+    NPU count every NPU has sent and been pinged. The rest of the full matrix
+    follows, so a prefix of any length is a sample and the whole list is the matrix.
     """
     sources = list(endpoints[a])
-    targets = _targets(a, nodes, endpoints)
-    k, t = len(sources), len(targets)
-    if not k or not t:
+    others = [b for b in nodes if b != a and endpoints[b]]
+    if not sources or not others:
         return []
-    blocks = sorted(range(t), key=lambda d: (d % k, d // k))
-    return [Ping(src, targets[(i + d) % t]) for d in blocks for i, src in enumerate(sources)]
+    n = len(nodes)
+    ordered: list[Ping] = []
+    seen: set[tuple[int, int, int]] = set()
+
+    def take(i: int, b: str, j: int) -> None:
+        key = (i, nodes.index(b), j)
+        if key not in seen:
+            seen.add(key)
+            ordered.append(Ping(sources[i], endpoints[b][j]))
+
+    rounds = max(len(endpoints[b]) for b in others) * len(sources)
+    sent = 0
+    for r in range(rounds):
+        for b in _after(a, others, nodes):
+            rank = (nodes.index(a) - nodes.index(b) - 1) % n
+            take(sent % len(sources), b, (rank + r * (n - 1)) % len(endpoints[b]))
+            sent += 1
+    for i in range(len(sources)):
+        for b in others:
+            for j in range(len(endpoints[b])):
+                take(i, b, j)
+    return ordered
+
+
+def _after(a: str, others: list[str], nodes: list[str]) -> list[str]:
+    """Other nodes starting after a, so different sources start on different nodes."""
+    ia = nodes.index(a)
+    return sorted(others, key=lambda b: (nodes.index(b) - ia) % len(nodes))
+
+
+def coverage(plan: PingPlan, endpoints: Mapping[str, Sequence[Endpoint]]) -> dict[str, bool]:
+    """What a (sampled) plan still guarantees, so describe() claims only what holds."""
+    pairs = [p for ps in plan.by_node.values() for p in ps]
+    senders = {(p.src.node, p.src.device) for p in pairs}
+    targets = {(p.dst.node, p.dst.device) for p in pairs}
+    everyone = {(e.node, e.device) for eps in endpoints.values() for e in eps}
+    nodes_reached = all({p.dst.node for p in plan.by_node.get(a, [])} >= set(endpoints) - {a}
+                        for a in endpoints if any(endpoints[b] for b in endpoints if b != a))
+    return {"nodes": nodes_reached, "senders": senders >= everyone, "targets": targets >= everyone}

@@ -36,22 +36,21 @@ pdw_call() {{
   pdw_n=0
   while :; do
     pdw_n=$((pdw_n + 1))
-    "$@" >"$PDW_T/o" 2>"$PDW_T/e" </dev/null
+    pdw_o=$("$@" 2>"$PDW_T/e" </dev/null)
     pdw_rc=$?
-    if [ "$pdw_rc" -ne 0 ] && [ "$pdw_n" -lt {attempts} ] && \\
-       grep -qi 'busy, please try again' "$PDW_T/o" "$PDW_T/e" 2>/dev/null; then
+    case $pdw_o in *[Bb]"usy, please try again"*) pdw_busy=1 ;; *) pdw_busy= ;; esac
+    if [ -z "$pdw_busy" ] && [ -s "$PDW_T/e" ] && grep -qi 'busy, please try again' "$PDW_T/e"; then
+      pdw_busy=1
+    fi
+    if [ "$pdw_rc" -ne 0 ] && [ -n "$pdw_busy" ] && [ "$pdw_n" -lt {attempts} ]; then
       sleep "0.$pdw_n"
       continue
     fi
     break
   done
-  echo "@@PDW {nonce} begin $pdw_key"
-  cat "$PDW_T/o"
-  echo
-  echo "@@PDW {nonce} stderr"
-  cat "$PDW_T/e"
-  echo
-  echo "@@PDW {nonce} end $pdw_rc $pdw_n"
+  printf '@@PDW {nonce} begin %s\n%s\n@@PDW {nonce} stderr\n' "$pdw_key" "$pdw_o"
+  if [ -s "$PDW_T/e" ]; then cat "$PDW_T/e"; fi
+  printf '\n@@PDW {nonce} end %s %s\n' "$pdw_rc" "$pdw_n"
 }}
 """
 

@@ -89,7 +89,7 @@ async def run_replay(opts: ReplayOptions, progress: Progress) -> int:
                 progress.say(f"SIMULATED cluster from {opts.sim_spec}: no real NPU is touched")
             progress.begin([t.name for t in targets])
             try:
-                code = await _flow(session, pool, report, progress)
+                code = await _flow(session, pool, report, progress, str(opts.session_path))
             finally:
                 progress.end()
     if not opts.dry_run and code == EXIT_OK:
@@ -104,11 +104,12 @@ async def run_replay(opts: ReplayOptions, progress: Progress) -> int:
     return code
 
 
-async def _flow(session: Session, pool: RemotePool, report: Report, progress: Progress) -> int:
+async def _flow(session: Session, pool: RemotePool, report: Report, progress: Progress,
+                source: str) -> int:
     flow = CheckFlow(session, pool, report, progress)
     await flow.connect()
     await flow.discover()
-    errors = flow.input_errors()
+    errors = flow.input_errors(source)
     if errors:
         for err in errors:
             progress.say(f"error: {err}")

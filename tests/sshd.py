@@ -30,7 +30,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +178,7 @@ def start_sshd(
     client_key: Path,
     host: str = "127.0.0.1",
     path_dirs: Sequence[Path] = (),
+    env: Mapping[str, str] | None = None,
     authorized_keys: Sequence[Path] | None = None,
     extra_config: str = "",
     log_level: str = "VERBOSE",
@@ -203,7 +204,9 @@ def start_sshd(
     for _ in range(5):  # the free port may be taken between probe and bind
         port = free_port(host)
         settings = f"LogLevel {log_level}\n{extra_config}"
-        config = _write_config(root, host, port, host_key, auth, home, marker, path_dirs, settings)
+        extra_env = " ".join(f'"{k}={v}"' for k, v in (env or {}).items())
+        config = _write_config(root, host, port, host_key, auth, home, marker, path_dirs, settings,
+                               extra_env)
         log_path = root / f"sshd-{port}.log"
         process = _spawn(config, log_path)
         outcome = _wait_ready(process, host, port, log_path)
@@ -225,6 +228,7 @@ def _write_config(
     marker: str,
     path_dirs: Sequence[Path],
     extra_config: str,
+    extra_env: str = "",
 ) -> Path:
     session_path = ":".join([*(str(d) for d in path_dirs), STANDARD_PATH])
     config = root / f"sshd_config-{port}"
@@ -250,7 +254,7 @@ X11Forwarding no
 AllowAgentForwarding no
 AllowTcpForwarding yes
 MaxStartups 100
-SetEnv "PATH={session_path}" "HOME={home}" {MARKER_VAR}={marker}
+SetEnv "PATH={session_path}" "HOME={home}" {MARKER_VAR}={marker} {extra_env}
 {extra_config}
 """
     )

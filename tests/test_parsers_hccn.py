@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -28,20 +27,7 @@ from pdwizard.parsers import (
     parse_vnic,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tool_outputs"
-
-
-def fx(name: str) -> str:
-    return (FIXTURES / f"{name}.txt").read_text()
-
-
-def crlf(text: str) -> str:
-    return text.replace("\n", "\r\n")
-
-
-def ansi(text: str) -> str:
-    """Wrap every line in colour codes, as a login shell might."""
-    return "\n".join(f"\x1b[1;32m{line}\x1b[0m" for line in text.split("\n"))
+from tool_outputs import FIXTURES, ansi, crlf, fx  # noqa: F401
 
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -22,19 +21,7 @@ from pdwizard.parsers import (
     parse_spod_info,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tool_outputs"
-
-
-def fx(name: str) -> str:
-    return (FIXTURES / f"{name}.txt").read_text()
-
-
-def crlf(text: str) -> str:
-    return text.replace("\n", "\r\n")
-
-
-def ansi(text: str) -> str:
-    return "\n".join(f"\x1b[0;1m{line}\x1b[0m" if line else line for line in text.split("\n"))
+from tool_outputs import FIXTURES, ansi, crlf, fx  # noqa: F401
 
 
 def widen(text: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pdwizard.cli import main
-from tests.simfiles import guide_pair
+from simfiles import guide_pair
 
 REPO = Path(__file__).resolve().parent.parent
 

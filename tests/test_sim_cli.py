@@ -91,3 +91,32 @@ async def test_bad_spec_exits_2(tmp_path):
     proc = await start_cli(str(tmp_path / "missing.toml"))
     _, stderr = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2 and b"file not found" in stderr
+
+
+async def test_replay_reaches_a_foreground_cluster_over_the_normal_path(tmp_path):
+    """The operator's manual path: sim in one terminal, `pdwizard --replay` in another,
+    with the session pointing at the key and known_hosts the sim wrote (no --sim)."""
+    import tomllib
+
+    import tomli_w
+    from simfiles import guide_pair
+
+    spec, session = guide_pair(tmp_path)
+    workdir = tmp_path / "w"
+    proc = await start_cli(str(spec), "--workdir", str(workdir))
+    try:
+        lines = await read_until_running(proc)
+        key = next(l.split(": ", 1)[1].strip() for l in lines if "client key:" in l)
+        known = next(l.split(": ", 1)[1].strip() for l in lines if "known_hosts:" in l)
+        data = tomllib.loads(session.read_text())
+        data["ssh"].update(identity_file=key, known_hosts=known)
+        session.write_text(tomli_w.dumps(data))
+        replay = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pdwizard", "--replay", str(session), "--dry-run",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT))
+        out, err = await asyncio.wait_for(replay.communicate(), 60)
+        assert replay.returncode == 0, out.decode() + err.decode()
+        assert "result: OK" in out.decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
