@@ -18,8 +18,10 @@ all of them, each under its own dotted key.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 
 Role = Literal["prefill", "decode"]
+ProxyKind = Literal["builtin", "upstream"]
 PingMode = Literal["auto", "full", "off"]
 CheckId = Literal[
     "lldp", "link", "net_health", "netdetect", "gateway", "ip", "hccn_conf", "tls", "ping", "versions"
@@ -41,7 +44,17 @@ KNOWN_CHECKS: tuple[str, ...] = get_args(CheckId)
 
 MAX_DEVICE_ID = 15  # an Atlas server has at most 16 NPUs (0..15)
 
+DEFAULT_PROFILE = "vllm-ascend-0.10.1rc1"  # the guide's stack (pdwizard/profiles/)
+DEFAULT_RUNS_DIR = "~/.pdwizard/runs"       # per-session files on the nodes
+# The guide's --additional-config without torchair_graph_config.enable_multistream_shared_expert,
+# which vllm-ascend ignores (additional-config-keys.md): the default of [model] additional_config.
+GUIDE_ADDITIONAL_CONFIG: dict[str, Any] = {
+    "torchair_graph_config": {"enabled": False},
+    "ascend_scheduler_config": {"enabled": True, "enable_chunked_prefill": False},
+}
+
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ENGINE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _JUMP_RE = re.compile(
     r"(?:(?P<user>[^@:\s/]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?"
@@ -139,6 +152,40 @@ def _check_user(value: str) -> str:
 def _check_path(value: str, key: str, example: str) -> str:
     if not value.strip() or "\x00" in value:
         raise _fail(f"{key} must be a non-empty path", f'for example {key} = "{example}"')
+    return value
+
+
+def _check_json_table(value: dict[str, Any], key: str) -> dict[str, Any]:
+    """A TOML table that must be passable as a JSON object (no dates, no NaN/inf)."""
+
+    def walk(v: Any, path: str) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not k:
+                    raise _fail(f"{path} has an empty key", "every key needs a name")
+                walk(x, f"{path}.{k}")
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise _fail(f"{path} is {v}, which JSON cannot hold", "give a finite number")
+        elif not isinstance(v, (str, int, float, bool)):
+            raise _fail(
+                f"{path} is a {type(v).__name__}, which JSON cannot hold",
+                "use strings, numbers, true/false, arrays and tables only (write dates as strings)",
+            )
+
+    walk(value, key)
+    return value
+
+
+def _check_extra_args(value: list[str]) -> list[str]:
+    for i, arg in enumerate(value):
+        if not arg or "\x00" in arg or arg != arg.strip():
+            raise _fail(
+                f"extra_args[{i}] must be a non-empty argument without surrounding spaces or NUL",
+                'write one argument per string: extra_args = ["--max-num-seqs", "16"]',
+            )
     return value
 
 
@@ -329,6 +376,28 @@ class Instance(_Model):
     """NPU device ids on that node; their count is the tensor-parallel size."""
     port: int = Field(examples=[13700])
     """The vLLM API port."""
+    tensor_parallel_size: int = Field(default_factory=lambda data: len(data.get("devices") or ()), examples=[2])
+    """--tensor-parallel-size. Default: the number of devices (and it must equal it)."""
+    enforce_eager: bool | None = Field(default=None, examples=[True])
+    """--enforce-eager. None: the guide's choice for the role (prefill true, decode false)."""
+    kv_port: int | str | None = Field(default=None, examples=["20001"])
+    """kv_port in --kv-transfer-config, written as given (the guide passes the string "20001").
+    None: the connector's default (LLMDataDist: "20001", which it ignores; Mooncake: a free base
+    from 36000 up per node)."""
+    engine_id: str | None = Field(default=None, examples=["0"])
+    """engine_id in --kv-transfer-config. None: the connector's default (LLMDataDist: "0" as the
+    guide; Mooncake: the instance index, distinct as it requires)."""
+    additional_config: dict[str, Any] | None = Field(default=None, examples=[{"torchair_graph_config": {"enabled": False}}])
+    """Merged (table by table) over [model] additional_config for this instance only."""
+    extra_args: list[str] = Field(default_factory=list, examples=[["--max-num-seqs", "16"]])
+    """More `vllm serve` flags for this instance, after [model] extra_args (a flag given in both
+    takes this value). Checked against the version profile when rendered."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # an unset tensor_parallel_size follows the devices (it is derived, never written)
+        if name == "devices" and "tensor_parallel_size" not in self.model_fields_set:
+            self.__dict__["tensor_parallel_size"] = len(value)
 
     @field_validator("devices")
     @classmethod
@@ -354,14 +423,59 @@ class Instance(_Model):
     def _port(cls, v: int) -> int:
         return _check_port(v, "port", 13700)
 
-    @property
-    def tensor_parallel_size(self) -> int:
-        return len(self.devices)
+    @field_validator("kv_port")
+    @classmethod
+    def _kv_port(cls, v: int | str | None) -> int | str | None:
+        if v is None:
+            return None
+        number = int(v) if isinstance(v, int) or (v.isascii() and v.isdigit()) else None
+        if number is None or not 1 <= number <= 65535:
+            raise _fail(
+                f"kv_port {v!r} is not a port number 1..65535",
+                'for example kv_port = "20001" (a string, as the guide writes it) or kv_port = 36000',
+            )
+        return v
+
+    @field_validator("engine_id")
+    @classmethod
+    def _engine_id(cls, v: str | None) -> str | None:
+        if v is not None and not _ENGINE_ID_RE.fullmatch(v):
+            raise _fail(
+                f"engine_id {v!r} is not a valid engine id (1..64 letters, digits, '.', '_', ':', '-')",
+                'for example engine_id = "0"; remove it to let pdwizard pick one',
+            )
+        return v
+
+    @field_validator("additional_config")
+    @classmethod
+    def _additional(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else _check_json_table(v, "additional_config")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        return _check_extra_args(v)
+
+    @model_validator(mode="after")
+    def _tp(self) -> Instance:
+        if self.tensor_parallel_size != len(self.devices):
+            raise _fail(
+                f"tensor_parallel_size {self.tensor_parallel_size} does not match the {len(self.devices)} "
+                f"device(s) listed: pdwizard runs one tensor-parallel group per instance",
+                "remove tensor_parallel_size (it defaults to the number of devices) or list exactly that many devices",
+                field="tensor_parallel_size",
+            )
+        return self
 
     @property
     def label(self) -> str:
         """Short human name: "prefill p1:13700"."""
         return f"{self.role} {self.node}:{self.port}"
+
+    @property
+    def eager(self) -> bool:
+        """Whether --enforce-eager is given: enforce_eager, else the guide's role default."""
+        return self.enforce_eager if self.enforce_eager is not None else self.role == "prefill"
 
 
 class ModelSpec(_Model):
@@ -371,6 +485,29 @@ class ModelSpec(_Model):
     """Model directory on every node (or a model id vLLM can fetch)."""
     served_name: str | None = Field(default=None, examples=["qwen3-moe"])
     """--served-model-name. None: the last component of path."""
+    max_model_len: int = Field(default=6144, examples=[6144])
+    """--max-model-len (the guide's 6144)."""
+    max_num_batched_tokens: int = Field(default=6144, examples=[6144])
+    """--max-num-batched-tokens (the guide's 6144)."""
+    gpu_memory_utilization: float = Field(default=0.9, examples=[0.9])
+    """--gpu-memory-utilization (the guide's 0.9)."""
+    seed: int = Field(default=1024, examples=[1024])
+    """--seed (the guide's 1024)."""
+    trust_remote_code: bool = Field(default=False, examples=[True])
+    """--trust-remote-code: run Python code shipped with the model. The guide sets it; off unless asked."""
+    enable_expert_parallel: bool = Field(default=False, examples=[True])
+    """--enable-expert-parallel, for MoE models (the guide's Qwen3-30B-A3B sets it)."""
+    enable_prefix_caching: bool = Field(default=False, examples=[False])
+    """true: --enable-prefix-caching; false: --no-enable-prefix-caching (the guide)."""
+    extra_args: list[str] = Field(default_factory=list, examples=[["--max-num-seqs", "16"]])
+    """More `vllm serve` flags for every instance, e.g. ["--max-num-seqs", "16"]. Checked against
+    the version profile when rendered: unknown flags, and flags pdwizard sets itself, are refused."""
+    additional_config: dict[str, Any] = Field(
+        default_factory=lambda: copy.deepcopy(GUIDE_ADDITIONAL_CONFIG),
+        examples=[{"ascend_scheduler_config": {"enabled": True}}],
+    )
+    """--additional-config as a table. Default: the guide's, without its no-op key
+    torchair_graph_config.enable_multistream_shared_expert. Keys are checked against the profile."""
 
     @field_validator("path")
     @classmethod
@@ -383,6 +520,40 @@ class ModelSpec(_Model):
         if v is not None and (not v.strip() or any(c.isspace() for c in v)):
             raise _fail("served_name must be a non-empty name without spaces", 'for example served_name = "qwen3-moe"')
         return v
+
+    @field_validator("max_model_len", "max_num_batched_tokens")
+    @classmethod
+    def _positive(cls, v: int, info: Any) -> int:
+        if v < 1:
+            raise _fail(f"{info.field_name} must be at least 1, got {v}", f"for example {info.field_name} = 6144")
+        return v
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gpu_mem(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise _fail(
+                f"gpu_memory_utilization must be a fraction in (0, 1], got {v}",
+                "for example gpu_memory_utilization = 0.9",
+            )
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        if v < 0:
+            raise _fail(f"seed must be 0 or more, got {v}", "for example seed = 1024")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        return _check_extra_args(v)
+
+    @field_validator("additional_config")
+    @classmethod
+    def _additional(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_json_table(v, "additional_config")
 
     @model_validator(mode="after")
     def _derivable(self) -> ModelSpec:
@@ -411,6 +582,17 @@ class Proxy(_Model):
     node: str | None = Field(default=None, examples=["p1"])
     """None: the node of the first prefill instance."""
     port: int = Field(default=8080, examples=[8080])
+    kind: ProxyKind = Field(default="builtin", examples=["upstream"])
+    """builtin: `python -m pdwizard.proxy`; upstream: vllm-ascend's example proxy script (the guide's).
+    Both get the same flags."""
+    script: str = Field(default="load_balance_proxy_server_example.py",
+                        examples=["load_balance_proxy_server_example.py"])
+    """kind = "upstream": the example script's path on the proxy node (as the guide: in the working directory)."""
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str) -> str:
+        return _check_path(v, "script", "load_balance_proxy_server_example.py")
 
     @field_validator("port")
     @classmethod
@@ -423,6 +605,43 @@ class Stack(_Model):
 
     container: str | None = Field(default=None, examples=["vllm-ascend"])
     """Run discovery and serving inside this existing container (docker exec). None: on the host."""
+    profile: str = Field(default=DEFAULT_PROFILE, examples=[DEFAULT_PROFILE])
+    """The version profile (pdwizard/profiles/<name>.toml): which flags and keys vllm serve accepts."""
+    connector: str | None = Field(default=None, examples=["llmdatadist"])
+    """The KV connector, when the profile offers several. None: the profile's default."""
+    ranktable_path: str | None = Field(default=None, examples=["~/.pdwizard/runs/qwen3-1p2d/ranktable.json"])
+    """DISAGGREGATED_PREFILL_RANK_TABLE_PATH on the nodes. None: ~/.pdwizard/runs/<name>/ranktable.json."""
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, v: str) -> str:
+        from pdwizard.profiles import available_profiles
+
+        names = available_profiles()
+        if v not in names:
+            raise _fail(f"unknown profile {v!r}{_did_you_mean(v, names)}", f"use one of: {', '.join(names)}")
+        return v
+
+    @field_validator("connector")
+    @classmethod
+    def _connector(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise _fail(f"connector {v!r} is not a connector name", 'for example connector = "llmdatadist"')
+        return v
+
+    @field_validator("ranktable_path")
+    @classmethod
+    def _ranktable(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        _check_path(v, "ranktable_path", "~/.pdwizard/runs/qwen3-1p2d/ranktable.json")
+        if not (v.startswith("/") or v.startswith("~/")) or v.endswith("/"):
+            raise _fail(
+                f"ranktable_path {v!r} must be an absolute file path (or start with ~/)",
+                "vLLM reads it from its own working directory: give the full path, "
+                'e.g. ranktable_path = "/etc/pdwizard/ranktable.json"',
+            )
+        return v
 
     @field_validator("container")
     @classmethod
@@ -625,7 +844,27 @@ class Session(_Model):
                     "give the proxy another port, e.g. port = 8080",
                 )
 
+        if self.stack.connector is not None:
+            from pdwizard.profiles import load_profile
+
+            offered = list(load_profile(self.stack.profile).connectors)
+            if self.stack.connector not in offered:
+                yield (
+                    "stack.connector",
+                    f"profile {self.stack.profile} offers no connector {self.stack.connector!r}"
+                    f"{_did_you_mean(self.stack.connector, offered)}; it offers: {', '.join(offered)}",
+                    f"use one of: {', '.join(offered)}, or remove connector to use the profile's default",
+                )
+
     # ---- convenience for the rest of the app -------------------------------------------
+
+    @property
+    def ranktable_path(self) -> str:
+        """DISAGGREGATED_PREFILL_RANK_TABLE_PATH on the nodes: [stack] ranktable_path, else
+        ~/.pdwizard/runs/<name>/ranktable.json (`~` is the login's home on the node)."""
+        if self.stack.ranktable_path is not None:
+            return self.stack.ranktable_path
+        return f"{DEFAULT_RUNS_DIR}/{self.name}/ranktable.json"
 
     def node(self, name: str) -> Node:
         """The node called `name`. KeyError (listing known names) if none."""

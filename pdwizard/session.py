@@ -279,6 +279,8 @@ def _convert_error(err: Mapping[str, Any], source: str | None) -> list[InputErro
 
     if typ == "pdw_rules":
         return [InputError(m, source=source, key=k, hint=h) for k, m, h in ctx["problems"]]
+    if typ == "default_factory_not_called":
+        return []  # a derived default (tensor_parallel_size) skipped because another key is wrong
     if typ == "pdw":
         if ctx.get("field"):
             loc = (*loc, ctx["field"])
@@ -386,7 +388,8 @@ def _explicit(model: BaseModel) -> dict[str, Any]:
         if value is None:
             continue
         if name not in fields_set:
-            default = field.get_default(call_default_factory=True)
+            # validated_data: a default derived from other fields (tensor_parallel_size)
+            default = field.get_default(call_default_factory=True, validated_data=dict(model.__dict__))
             if default is not PydanticUndefined and value == default:
                 continue
         if isinstance(value, BaseModel):
@@ -409,7 +412,14 @@ def session_to_toml(session: Session) -> str:
 
 
 def _literal(value: Any) -> str:
-    if isinstance(value, list) and not any(isinstance(v, (list, Mapping)) for v in value):
+    if isinstance(value, Mapping):
+        # an inline table (additional_config): one line, nested tables inline too
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_bare_or_quoted(k)} = {_literal(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list) and any(isinstance(v, Mapping) for v in value):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, list) and not any(isinstance(v, list) for v in value):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
     return tomli_w.dumps({"x": value}).split(" = ", 1)[1].rstrip("\n")
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from pdwizard import fsutil
 from pdwizard.errors import EXIT_INPUT, InputError, PdwError
 from pdwizard.fsutil import atomic_write_text
-from pdwizard.models import KNOWN_CHECKS, Instance, SshDefaults, Verify
+from pdwizard.models import DEFAULT_PROFILE, KNOWN_CHECKS, Instance, SshDefaults, Verify, is_secret_key
+from pdwizard.profiles import available_profiles, load_profile
 from pdwizard.session import (
     SessionError,
     check_devices_exist,
@@ -519,6 +520,14 @@ _port = st.integers(1, 65535)
 _timeout = st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False)
 _jump = st.builds(lambda u, h, p: (f"{u}@" if u else "") + h + (f":{p}" if p else ""),
                   st.one_of(st.none(), _name), _hostname, st.one_of(st.none(), _port))
+_json_key = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda k: not is_secret_key(k))
+_json_scalar = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), _text,
+                         st.floats(allow_nan=False, allow_infinity=False))
+_json_table = st.dictionaries(_json_key, st.recursive(
+    st.one_of(_json_scalar, st.lists(_json_scalar, max_size=3)),
+    lambda inner: st.dictionaries(_json_key, inner, max_size=3), max_leaves=6), max_size=3)
+_extra_args = st.lists(st.from_regex(r"--?[a-z][a-z0-9-]{0,10}(=[A-Za-z0-9 ./]{0,6}[A-Za-z0-9])?", fullmatch=True),
+                       max_size=3)
 
 
 def _maybe(draw, d: dict, key: str, strategy) -> None:
@@ -560,7 +569,14 @@ def session_dicts(draw) -> dict:
         # never 8080, the default proxy port, so a session without [proxy] stays valid
         port = draw(_port.filter(lambda p, node=node: p != 8080 and (node, p) not in ports))
         ports.add((node, port))
-        instances.append({"role": role, "node": node, "devices": devices, "port": port})
+        inst = {"role": role, "node": node, "devices": devices, "port": port}
+        _maybe(draw, inst, "tensor_parallel_size", st.just(len(devices)))
+        _maybe(draw, inst, "enforce_eager", st.booleans())
+        _maybe(draw, inst, "kv_port", st.one_of(_port, _port.map(str)))
+        _maybe(draw, inst, "engine_id", st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,10}", fullmatch=True))
+        _maybe(draw, inst, "additional_config", _json_table)
+        _maybe(draw, inst, "extra_args", _extra_args)
+        instances.append(inst)
 
     data: dict = {"schema_version": 1, "name": draw(_name), "nodes": nodes, "instances": instances}
     if draw(st.booleans()):
@@ -576,6 +592,15 @@ def session_dicts(draw) -> dict:
         data["ssh"] = ssh
     model = {"path": draw(_path)}
     _maybe(draw, model, "served_name", st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,10}", fullmatch=True))
+    _maybe(draw, model, "max_model_len", st.integers(1, 2**20))
+    _maybe(draw, model, "max_num_batched_tokens", st.integers(1, 2**20))
+    _maybe(draw, model, "gpu_memory_utilization", st.floats(0.0, 1.0, exclude_min=True))
+    _maybe(draw, model, "seed", st.integers(0, 2**32))
+    _maybe(draw, model, "trust_remote_code", st.booleans())
+    _maybe(draw, model, "enable_expert_parallel", st.booleans())
+    _maybe(draw, model, "enable_prefix_caching", st.booleans())
+    _maybe(draw, model, "extra_args", _extra_args)
+    _maybe(draw, model, "additional_config", _json_table)
     data["model"] = model
     if draw(st.booleans()):
         proxy: dict = {}
@@ -583,10 +608,17 @@ def session_dicts(draw) -> dict:
         _maybe(draw, proxy, "node", st.sampled_from(names))
         where = proxy.get("node", first_prefill)
         _maybe(draw, proxy, "port", _port.filter(lambda p: (where, p) not in ports))
+        _maybe(draw, proxy, "kind", st.sampled_from(["builtin", "upstream"]))
+        _maybe(draw, proxy, "script", _path)
         data["proxy"] = proxy
     if draw(st.booleans()):
         data["stack"] = {}
         _maybe(draw, data["stack"], "container", _name)
+        _maybe(draw, data["stack"], "profile", st.sampled_from(available_profiles()))
+        profile = load_profile(data["stack"].get("profile", DEFAULT_PROFILE))
+        _maybe(draw, data["stack"], "connector", st.sampled_from(list(profile.connectors)))
+        _maybe(draw, data["stack"], "ranktable_path", _path.filter(lambda p: not p.endswith("/"))
+               .map(lambda p: p if p.startswith(("/", "~/")) else "/" + p.lstrip("~")))
     if draw(st.booleans()):
         checks: dict = {}
         _maybe(draw, checks, "ping", st.sampled_from(["auto", "full", "off"]))
