@@ -119,10 +119,13 @@ def summary(report: Report, stream: TextIO | None = None) -> None:
     for step in report.steps:
         console.print(f"{step.name:<10} {step.status.value.upper():<5} {step.duration_s:.2f}s"
                       + (f"  {step.note}" if step.note else ""), markup=False, highlight=False)
-    for r in report.failures():
-        console.print(f"FAIL {r.check}: {r.where}: {r.message}", markup=False, highlight=False)
-        if r.hint:
-            console.print(f"     fix: {r.hint}", markup=False, highlight=False)
+    for status in (Status.WARN, Status.FAIL):
+        for r in (r for s in report.steps for r in s.results if r.status is status):
+            where = f"{r.where}: " if r.node != "-" else ""
+            console.print(f"{status.value.upper()} {r.check}: {where}{r.message}", markup=False,
+                          highlight=False)
+            if r.hint:
+                console.print(f"     fix: {r.hint}", markup=False, highlight=False)
     console.print(f"result: {report.status.value.upper()} (exit {report.exit_code})",
                   markup=False, highlight=False)
 

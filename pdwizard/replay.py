@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from pdwizard import artifacts
 from pdwizard.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
 from pdwizard.flow import CheckFlow
 from pdwizard.models import Session
 from pdwizard.progress import Progress, summary
 from pdwizard.remote.pool import RemotePool
 from pdwizard.remote.target import SshTarget
-from pdwizard.report import Report, Status, worst
-from pdwizard.session import load_session
+from pdwizard.render import render_problems
+from pdwizard.report import CheckResult, Report, Status, worst
+from pdwizard.session import SessionError, load_session
 
 
 @dataclass
@@ -78,7 +80,11 @@ async def maybe_sim(spec_path: Path | None) -> AsyncIterator[object | None]:
 
 async def run_replay(opts: ReplayOptions, progress: Progress) -> int:
     """The whole headless run; the exit code is the return value."""
+    source = str(opts.session_path)
     session = load_session(opts.session_path)
+    problems = render_problems(session, source=source)
+    if problems:
+        raise SessionError(problems)
     started = time.monotonic()
     report = Report(session=session.name, simulated=opts.sim_spec is not None,
                     started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
@@ -89,14 +95,15 @@ async def run_replay(opts: ReplayOptions, progress: Progress) -> int:
                 progress.say(f"SIMULATED cluster from {opts.sim_spec}: no real NPU is touched")
             progress.begin([t.name for t in targets])
             try:
-                code = await _flow(session, pool, report, progress, str(opts.session_path))
+                flow = CheckFlow(session, pool, report, progress)
+                code = await _checks(flow, source)
+                if code != EXIT_INPUT:
+                    code = max(code, await _produce(flow, opts, source))
             finally:
                 progress.end()
-    if not opts.dry_run and code == EXIT_OK:
-        progress.say("launch: not part of this version yet; nothing was started (use --dry-run)")
     report.duration_s = round(time.monotonic() - started, 3)
     report.exit_code = code
-    report.status = Status.FAIL if code else report.status
+    report.status = Status.FAIL if code else worst([s.status for s in report.steps])
     if opts.out_dir is not None:
         opts.out_dir.mkdir(parents=True, exist_ok=True)
         report.write(opts.out_dir / "report.json")
@@ -104,18 +111,50 @@ async def run_replay(opts: ReplayOptions, progress: Progress) -> int:
     return code
 
 
-async def _flow(session: Session, pool: RemotePool, report: Report, progress: Progress,
-                source: str) -> int:
-    flow = CheckFlow(session, pool, report, progress)
+async def _checks(flow: CheckFlow, source: str) -> int:
+    """Connect, discover, check; exit 2 for devices the nodes lack, 1 for any failure."""
     await flow.connect()
     await flow.discover()
     errors = flow.input_errors(source)
     if errors:
         for err in errors:
-            progress.say(f"error: {err}")
-        report.status = Status.FAIL
+            flow.progress.say(f"error: {err}")
         return EXIT_INPUT
     flow.check_nodes()
     await flow.fabric()
-    report.status = worst([s.status for s in report.steps])
-    return EXIT_FAILED if report.status is Status.FAIL else EXIT_OK
+    failed = any(s.status is Status.FAIL for s in flow.report.steps)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _produce(flow: CheckFlow, opts: ReplayOptions, source: str) -> int:
+    """Render the commands and the ranktable, write them under --out, upload to launch."""
+    session, progress = flow.session, flow.progress
+    missing = artifacts.undiscovered(session, flow.facts)
+    if missing:
+        progress.say(f"render: skipped, {', '.join(missing)} not discovered")
+        return EXIT_OK
+    step = flow.report.step("render")
+    try:
+        art = artifacts.build(session, flow.facts, source)
+        if opts.out_dir is not None:
+            artifacts.write(art, session, flow.facts, opts.out_dir, source)
+    except InputError as exc:
+        # With checks already failed, a missing fact (an NPU without IP) is the cause,
+        # already reported: not an input error.
+        failed = bool(flow.report.failures())
+        progress.say(f"{'render: skipped' if failed else 'error'}: {exc}")
+        step.add(CheckResult(check="render", node="-", status=Status.SKIP if failed else Status.FAIL,
+                             message=exc.message, hint=exc.hint))
+        step.finish(0.0)
+        return EXIT_OK if failed else EXIT_INPUT
+    artifacts.notes_step(step, art)
+    step.finish(0.0)
+    for path in art.written:
+        progress.say(f"wrote {path}")
+    if opts.dry_run or step.status is Status.FAIL or flow.report.failures():
+        return EXIT_OK
+    upload = flow.report.step("ranktable")
+    await artifacts.upload(flow.pool, session, art, upload)
+    upload.finish(0.0)
+    progress.say("launch: not part of this version yet; the ranktable is in place, nothing was started")
+    return EXIT_FAILED if upload.status is Status.FAIL else EXIT_OK
