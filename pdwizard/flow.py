@@ -1,6 +1,6 @@
 """The check flow, shared by the headless replay and the TUI.
 
-connect -> discover -> node checks -> fabric checks and ping matrix. Nodes run in
+connect -> discover -> node checks -> preflight -> fabric checks and ping matrix. Nodes run in
 parallel, one round trip per node per phase; one failing node never stops the
 others' checks. Results land in a `Report`; nothing here prints: it tells a
 `Progress`.
@@ -18,6 +18,7 @@ from pdwizard.fabric import evaluate_npu, evaluate_pings, fabric_batch, tls_agre
 from pdwizard.models import Session
 from pdwizard.nodechecks import check_node, check_versions, missing_devices, selected_devices
 from pdwizard.pingplan import Endpoint, PingPlan, plan_pings
+from pdwizard.preflight import run_preflight
 from pdwizard.probe import Batch, ToolOutput, build_script, new_nonce, split_output
 from pdwizard.progress import Progress
 from pdwizard.remote.pool import RemotePool
@@ -51,6 +52,7 @@ class CheckFlow:
         await self.connect()
         await self.discover()
         self.check_nodes()
+        self.preflight()
         await self.fabric()
         return self.report
 
@@ -79,11 +81,13 @@ class CheckFlow:
     async def discover(self) -> StepReport:
         step = self.report.step("discovery")
         container = self.session.stack.container if self.session.stack else None
+        serving = {i.node for i in self.session.instances}  # the model is probed where it is served
+        model = {n: self.session.model.path if n in serving else None for n in self.reachable}
         with _timed(step):
-            batch = discovery_batch(container)
-            outs = await self._each(self.reachable, lambda n: self._batch(n, batch, "discovering"), step)
+            batches = {n: discovery_batch(container, model_path=model[n]) for n in self.reachable}
+            outs = await self._each(self.reachable, lambda n: self._batch(n, batches[n], "discovering"), step)
             for name, out in outs.items():
-                facts, results = parse_facts(name, out)
+                facts, results = parse_facts(name, out, model_path=model[name])
                 self.facts[name] = facts
                 self.report.nodes[name] = facts
                 for r in results:
@@ -108,6 +112,16 @@ class CheckFlow:
                 for r in check_versions(self.facts):
                     step.add(r)
         return step
+
+    def preflight(self, source: str | None = None) -> list[InputError]:
+        """The preflight checks (pdwizard.preflight) into a "preflight" step; returns those of its
+        failures that are input errors (exit 2). Node-state failures only fail the step."""
+        step = self.report.step("preflight")
+        with _timed(step):
+            outcome = run_preflight(self.session, self.facts, source)
+            for r in outcome.results:
+                step.add(r)
+        return outcome.input_errors
 
     def plan(self) -> PingPlan:
         """The ping plan over the selected NPUs whose IP is known."""

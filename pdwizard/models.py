@@ -611,6 +611,20 @@ class Stack(_Model):
     """The KV connector, when the profile offers several. None: the profile's default."""
     ranktable_path: str | None = Field(default=None, examples=["~/.pdwizard/runs/qwen3-1p2d/ranktable.json"])
     """DISAGGREGATED_PREFILL_RANK_TABLE_PATH on the nodes. None: ~/.pdwizard/runs/<name>/ranktable.json."""
+    prefill_startup_timeout_s: float = Field(default=1200.0, examples=[1200])
+    """Seconds a prefill instance may take from launch to answering /health; then the launch fails."""
+    decode_startup_timeout_s: float = Field(default=1200.0, examples=[1200])
+    """Seconds a decode instance may take from launch to answering /health; then the launch fails."""
+    proxy_startup_timeout_s: float = Field(default=60.0, examples=[60])
+    """Seconds the proxy may take to answer once started (after every instance is healthy)."""
+    stop_grace_s: float = Field(default=30.0, examples=[30])
+    """Seconds stop waits after SIGTERM before it sends SIGKILL."""
+
+    @field_validator("prefill_startup_timeout_s", "decode_startup_timeout_s", "proxy_startup_timeout_s",
+                     "stop_grace_s")
+    @classmethod
+    def _seconds(cls, v: float, info: Any) -> float:
+        return _check_timeout(v, info.field_name)
 
     @field_validator("profile")
     @classmethod

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from pdwizard.discovery import model_mla
 from pdwizard.errors import InputError
 from pdwizard.models import Instance, Session, closest
 from pdwizard.profiles import Connector, KeySet, Profile, load_profile
@@ -136,6 +137,7 @@ def render_instance(
     nic: str | None = None,
     ranktable_path: str | None = None,
     npus_per_node: Mapping[str, int] | None = None,
+    model_mla: bool | None = None,
     source: str | None = None,
 ) -> RenderedInstance:
     """Render `session.instances[index]`.
@@ -144,11 +146,13 @@ def render_instance(
     session's [[nodes]] entry has no `ip` / `nic`. `ranktable_path`: the path on the node
     (default: session.ranktable_path; a leading `~/` is the node's $HOME, expanded by the
     script). `npus_per_node`: NPU count per node name (Mooncake's reserved port range).
+    `model_mla`: whether the model uses MLA, as preflight read it from config.json on the nodes;
+    None (unknown) adds the connector's tp_differs note, otherwise preflight has checked the pairing.
     Raises SessionError (an InputError) listing every problem.
     """
     if not 0 <= index < len(session.instances):
         raise IndexError(f"no instance {index}: the session has {len(session.instances)}")
-    plan = _plan(session, npus_per_node)
+    plan = _plan(session, npus_per_node, model_mla)
     problems = list(plan.problems)
     nics = {session.instances[index].node: nic} if nic else {}
     ips = {session.instances[index].node: node_ip} if node_ip else {}
@@ -181,11 +185,13 @@ def render_all(
     nics: Mapping[str, str] | None = None,
     ranktable_path: str | None = None,
     npus_per_node: Mapping[str, int] | None = None,
+    model_mla: bool | None = None,
     source: str | None = None,
 ) -> RenderedDeployment:
     """Every instance and the proxy, or one SessionError listing every problem of them all.
-    `node_ips` / `nics`: discovered values by node name, for nodes without ip / nic."""
-    plan = _plan(session, npus_per_node)
+    `node_ips` / `nics`: discovered values by node name, for nodes without ip / nic; `model_mla`:
+    see render_instance."""
+    plan = _plan(session, npus_per_node, model_mla)
     problems = list(plan.problems)
     instances = [
         _instance(session, plan, i, node_ips or {}, nics or {}, ranktable_path, problems)
@@ -214,7 +220,8 @@ def render_problems(session: Session, *, source: str | None = None) -> list[Inpu
 
 def discovery_inputs(session: Session, facts: Mapping[str, NodeFacts]) -> dict[str, Any]:
     """render_all / write_scripts keyword arguments from discovery: `nics` (the interface that
-    holds each node's IP, for nodes whose session entry has no nic) and `npus_per_node`."""
+    holds each node's IP, for nodes whose session entry has no nic), `npus_per_node`, and
+    `model_mla` (from the probed config.json, None when unknown)."""
     nics: dict[str, str] = {}
     for node in session.nodes:
         f = facts.get(node.name)
@@ -224,7 +231,7 @@ def discovery_inputs(session: Session, facts: Mapping[str, NodeFacts]) -> dict[s
         if nic is not None:
             nics[node.name] = nic
     npus = {name: len(f.npus) for name, f in facts.items() if f.npus}
-    return {"nics": nics, "npus_per_node": npus}
+    return {"nics": nics, "npus_per_node": npus, "model_mla": model_mla(session, facts)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,7 +258,7 @@ def _profile_or_problem(session: Session, problems: list[_Problem]) -> tuple[Pro
         return None, None
 
 
-def _plan(session: Session, npus_per_node: Mapping[str, int] | None) -> _Plan:
+def _plan(session: Session, npus_per_node: Mapping[str, int] | None, model_mla: bool | None = None) -> _Plan:
     problems: list[_Problem] = []
     profile, c = _profile_or_problem(session, problems)
     plan = _Plan(profile, c, problems=problems)
@@ -310,17 +317,17 @@ def _plan(session: Session, npus_per_node: Mapping[str, int] | None) -> _Plan:
                 first[eid] = i
     if c.rpc_port_env is not None and c.rpc_port_base is not None:
         for node, idx in by_node.items():
-            if len(idx) < 2:
-                continue  # alone on its node: the default base port is free
             for k, i in enumerate(idx):
                 base = c.rpc_port_base + c.rpc_port_step * k
-                plan.rpc_port[i] = base
+                if len(idx) > 1:  # alone on its node, the instance keeps the default base (not exported)
+                    plan.rpc_port[i] = base
                 span = range(base, base + insts[i].tensor_parallel_size)
+                setting = f"{c.rpc_port_env} {base}" if len(idx) > 1 else f"the default {c.rpc_port_env} {base}"
                 for port, (what, owner) in taken.get(node, {}).items():
                     if port in span:
                         problems.append((
                             owner,
-                            f"{c.rpc_port_env} {base} gives instances[{i}] the RPC ports {span.start}..{span.stop - 1} "
+                            f"{setting} gives instances[{i}] the RPC ports {span.start}..{span.stop - 1} "
                             f"on node {node}, which include {what} ({port})",
                             "move that port out of the range (pdwizard spaces the RPC bases of co-located "
                             f"instances {c.rpc_port_step} apart from {c.rpc_port_base})",
@@ -350,7 +357,9 @@ def _plan(session: Session, npus_per_node: Mapping[str, int] | None) -> _Plan:
                         f"{c.kv_connector}'s kv_connector_extra_config describes one {role} tp_size for all instances",
                         f"give every {role} instance the same number of devices",
                     ))
-        if set(ptp.values()) != set(dtp.values()) and "tp_differs" in c.notes:
+        # the model type decides whether the sizes may differ: with it known, preflight checks the
+        # pairing (pdwizard.preflight.check_tp_pairing); unknown, the connector's note warns
+        if set(ptp.values()) != set(dtp.values()) and "tp_differs" in c.notes and model_mla is None:
             plan.notes.append(c.notes["tp_differs"])
         if any(tp > 1 for tp in ptp.values()) and "prefill_tp_gt_1" in c.notes:
             plan.notes.append(c.notes["prefill_tp_gt_1"])
@@ -470,7 +479,7 @@ def _instance(
     notes.extend(_check_keys(kv, profile.kv_keys(c), "--kv-transfer-config", f"{key}.kv_transfer_config",
                              profile.name, problems))
     additional = _additional_config(session, index, profile, problems, notes)
-    _cross_checks(session, index, additional, problems)
+    _cross_checks(session, index, additional, profile, problems)
 
     # ---- argv, in the guide's order
     m = session.model
@@ -576,6 +585,11 @@ def _additional_config(session: Session, index: int, profile: Profile, problems:
     return merged
 
 
+def additional_config_of(session: Session, index: int) -> dict[str, Any]:
+    """The --additional-config of `session.instances[index]`: [model]'s with the instance's merged over it."""
+    return _merge(session.model.additional_config, session.instances[index].additional_config or {})
+
+
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Tables merged key by key; any other value in `override` replaces the base's."""
     out = json.loads(json.dumps(base))
@@ -634,9 +648,24 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
-def _cross_checks(session: Session, index: int, additional: Mapping[str, Any], problems: list[_Problem]) -> None:
+def _cross_checks(session: Session, index: int, additional: Mapping[str, Any], profile: Profile,
+                  problems: list[_Problem]) -> None:
     """Rules vllm-ascend enforces at start-up (additional-config-keys.md), caught before launch."""
     inst = session.instances[index]
+    for path, switches in profile.additional_config.needs.items():
+        if not _get(additional, path):
+            continue
+        off = next((sw for sw in switches if not _get(additional, sw)), None)
+        if off is None:
+            continue
+        override = session.instances[index].additional_config or {}
+        where = f"instances[{index}].additional_config" if _get(override, path) is not None else "model.additional_config"
+        problems.append((
+            f"{where}.{path}",
+            f"--additional-config {path} is set while {off} is not true: vllm-ascend {profile.vllm_ascend} "
+            "refuses to start (RuntimeError in its config checks, additional-config-keys.md)",
+            f"remove {path}, or set {off} = true",
+        ))
     torchair = additional.get("torchair_graph_config")
     if inst.eager and isinstance(torchair, Mapping) and torchair.get("enabled") is True:
         problems.append((
@@ -656,6 +685,15 @@ def _cross_checks(session: Session, index: int, additional: Mapping[str, Any], p
                 "chunked prefill off: vllm-ascend raises ValueError at start-up",
                 f"set max_num_batched_tokens to at least {length} (the guide uses 6144 for both)",
             ))
+
+
+def _get(data: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a nested table, or None."""
+    for part in path.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
 
 
 def _extra_args(session: Session, index: int, profile: Profile, problems: list[_Problem]) -> list[str]:
@@ -805,6 +843,7 @@ __all__ = [
     "RenderedDeployment",
     "RenderedInstance",
     "RenderedProxy",
+    "additional_config_of",
     "discovery_inputs",
     "needs_ranktable",
     "profile_for",

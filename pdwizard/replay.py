@@ -112,15 +112,18 @@ async def run_replay(opts: ReplayOptions, progress: Progress) -> int:
 
 
 async def _checks(flow: CheckFlow, source: str) -> int:
-    """Connect, discover, check; exit 2 for devices the nodes lack, 1 for any failure."""
+    """Connect, discover, check; exit 2 for devices the nodes lack or a session the nodes'
+    model refuses (preflight), 1 for any failure."""
     await flow.connect()
     await flow.discover()
     errors = flow.input_errors(source)
+    if not errors:
+        flow.check_nodes()
+        errors = flow.preflight(source)
     if errors:
         for err in errors:
             flow.progress.say(f"error: {err}")
         return EXIT_INPUT
-    flow.check_nodes()
     await flow.fabric()
     failed = any(s.status is Status.FAIL for s in flow.report.steps)
     return EXIT_FAILED if failed else EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +53,15 @@ class NpuFacts(BaseModel):
     pids: list[int] = Field(default_factory=list)
 
 
+class ModelFacts(BaseModel):
+    """The session's [model] path as one node's serving runtime sees it."""
+
+    path: str                                  # what was probed
+    present: bool | None = None                # a directory at path (None: the probe gave no output)
+    config_sha256: str | None = None           # sha256 of path/config.json (None: no readable file)
+    config: dict[str, Any] | None = None       # config.json parsed (None: absent, or not a JSON object)
+
+
 class NodeFacts(BaseModel):
     """One node as discovery saw it."""
 
@@ -65,6 +75,7 @@ class NodeFacts(BaseModel):
     packages: dict[str, str] = Field(default_factory=dict)
     npus: list[NpuFacts] = Field(default_factory=list)
     hccn_conf: dict[int, dict[str, str]] | None = None
+    model: ModelFacts | None = None            # None: the model was not probed on this node
 
     def npu(self, device: int) -> NpuFacts | None:
         return next((n for n in self.npus if n.device == device), None)

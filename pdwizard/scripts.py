@@ -94,6 +94,7 @@ def write_scripts(
     nics: Mapping[str, str] | None = None,
     ranktable_path: str | None = None,
     npus_per_node: Mapping[str, int] | None = None,
+    model_mla: bool | None = None,
     source: str | None = None,
 ) -> WrittenScripts:
     """Render the whole deployment and write its scripts into `directory` (created if needed).
@@ -103,7 +104,7 @@ def write_scripts(
     Scripts of instances no longer in the session are not removed.
     """
     deployment = render_all(session, node_ips=node_ips, nics=nics, ranktable_path=ranktable_path,
-                            npus_per_node=npus_per_node, source=source)
+                            npus_per_node=npus_per_node, model_mla=model_mla, source=source)
     texts = script_texts(deployment, session_name=session.name)
     out = Path(directory)
     written: dict[str, Path] = {}

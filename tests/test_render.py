@@ -556,6 +556,7 @@ def test_discovery_inputs_fill_missing_nics_and_npu_counts():
         "d1": NodeFacts(node="d1", nics={"lo": ["127.0.0.1"], "enp2": ["192.0.0.2"]}),
     }
     kw = discovery_inputs(s, facts)
-    assert kw == {"nics": {"d1": "enp2"}, "npus_per_node": {"p1": 8}}  # p1's nic comes from the session
+    # p1's nic comes from the session; no model probed: its type (MLA or not) is unknown
+    assert kw == {"nics": {"d1": "enp2"}, "npus_per_node": {"p1": 8}, "model_mla": None}
     assert render_instance(s, 1, nic=kw["nics"]["d1"]).env_dict["GLOO_SOCKET_IFNAME"] == "enp2"
     assert render_all(s, **kw).instances[0].env_dict["GLOO_SOCKET_IFNAME"] == "eth0"

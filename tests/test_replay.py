@@ -37,8 +37,8 @@ def test_healthy_cluster_passes_with_full_report(tmp_path, capsys):
     code, report = run(tmp_path)
     assert code == 0, capsys.readouterr().out
     assert report["simulated"] is True
-    assert [s["name"] for s in report["steps"]] == ["connect", "discovery", "node", "fabric",
-                                                     "render"]
+    assert [s["name"] for s in report["steps"]] == ["connect", "discovery", "node", "preflight",
+                                                     "fabric", "render"]
     p1 = report["nodes"]["p1"]
     assert p1["soc"] == "A2" and len(p1["npus"]) == 8
     assert p1["packages"]["vllm"] == "0.10.1.1"

@@ -25,7 +25,7 @@ def _session_file(tmp: Path, cluster, known_hosts: Path, tofu: bool) -> Path:
         "nodes": nodes,
         "instances": [{"role": "prefill", "node": nodes[0]["name"], "devices": [0], "port": 13700},
                       {"role": "decode", "node": nodes[1]["name"], "devices": [1], "port": 13700}],
-        "model": {"path": "/model/x"},
+        "model": {"path": "/model/Qwen3-30B-A3B"},  # the sim nodes' default model
     }
     path = tmp / f"session-{tofu}.toml"
     path.write_text(tomli_w.dumps(data))
@@ -39,7 +39,7 @@ async def _replay(session: Path) -> tuple[int, str]:
 
 
 async def test_unknown_key_fails_then_tofu_records_then_strict_passes(sim_cluster_factory, tmp_path):
-    cluster = await sim_cluster_factory({"name": "p1"}, {"name": "d1"})
+    cluster = await sim_cluster_factory({"name": "p1", "ip": "192.0.0.1"}, {"name": "d1", "ip": "192.0.0.2"})
     known = tmp_path / "known_hosts"
     code, out = await _replay(_session_file(tmp_path, cluster, known, tofu=False))
     assert code == 1
@@ -60,7 +60,7 @@ async def test_unknown_key_fails_then_tofu_records_then_strict_passes(sim_cluste
 
 
 async def test_changed_key_fails_even_with_tofu(sim_cluster_factory, tmp_path):
-    cluster = await sim_cluster_factory({"name": "p1"}, {"name": "d1"})
+    cluster = await sim_cluster_factory({"name": "p1", "ip": "192.0.0.1"}, {"name": "d1", "ip": "192.0.0.2"})
     impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode()
     p1, d1 = cluster.nodes
     known = tmp_path / "known_hosts"

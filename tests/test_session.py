@@ -619,6 +619,9 @@ def session_dicts(draw) -> dict:
         _maybe(draw, data["stack"], "connector", st.sampled_from(list(profile.connectors)))
         _maybe(draw, data["stack"], "ranktable_path", _path.filter(lambda p: not p.endswith("/"))
                .map(lambda p: p if p.startswith(("/", "~/")) else "/" + p.lstrip("~")))
+        for key in ("prefill_startup_timeout_s", "decode_startup_timeout_s", "proxy_startup_timeout_s",
+                    "stop_grace_s"):
+            _maybe(draw, data["stack"], key, _timeout)
     if draw(st.booleans()):
         checks: dict = {}
         _maybe(draw, checks, "ping", st.sampled_from(["auto", "full", "off"]))
@@ -656,6 +659,9 @@ def _as_loaded(data: dict) -> dict:
     for key in ("connect_timeout", "command_timeout"):
         if key in out.get("ssh", {}):
             out["ssh"][key] = float(out["ssh"][key])
+    for key in ("prefill_startup_timeout_s", "decode_startup_timeout_s", "proxy_startup_timeout_s", "stop_grace_s"):
+        if key in out.get("stack", {}):
+            out["stack"][key] = float(out["stack"][key])
     return out
 
 

@@ -116,7 +116,7 @@ async def test_replay_reaches_a_foreground_cluster_over_the_normal_path(tmp_path
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT))
         out, err = await asyncio.wait_for(replay.communicate(), 60)
         assert replay.returncode == 0, out.decode() + err.decode()
-        assert "result: OK" in out.decode()
+        assert "(exit 0)" in out.decode()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -30,7 +30,7 @@ def _session(servers, known_hosts, key) -> Session:
         "nodes": nodes,
         "instances": [{"role": "prefill", "node": "p1", "devices": [0, 1], "port": 13700},
                       {"role": "decode", "node": "d1", "devices": [2, 3], "port": 13700}],
-        "model": {"path": "/model/x"},
+        "model": {"path": "/model/Qwen3-30B-A3B"},  # the sim nodes' default model
     })
 
 

@@ -24,10 +24,11 @@ class _Blank(dict):
 
 def verdict(rule: str, status: Status, *, check: str, node: str, device: int | None = None,
             target: str | None = None, value: str | None = None, expected: str | None = None,
-            raw: str | None = None) -> CheckResult:
-    """Build a CheckResult whose message and hint come from the rule table."""
+            raw: str | None = None, **more: object) -> CheckResult:
+    """Build a CheckResult whose message and hint come from the rule table. `more`: extra
+    fields the rule's text may use (only node, device, target, value and expected are kept)."""
     entry = rules()[rule]
-    fields = _Blank(node=node, device=device, target=target, value=value, expected=expected)
+    fields = _Blank(more, node=node, device=device, target=target, value=value, expected=expected)
     return CheckResult(
         check=check, node=node, device=device, target=target, status=status, value=value,
         message=entry["message"].format_map(fields),

@@ -27,6 +27,7 @@ from pdwizard.errors import InputError, PdwError
 FLAG_KINDS = ("switch", "value", "json")
 PROXY_FLAG_KINDS = ("value", "values")
 NOTE_CONDITIONS = ("prefill_tp_gt_1", "tp_differs", "decode_not_eager")
+NON_MLA_TP_RULES = ("equal", "multiple")  # connector non_mla_tp: how P and D TP must relate (non-MLA models)
 ENV_TEMPLATES = ("{devices}",)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEY_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
@@ -44,12 +45,14 @@ class KeySet:
     A path whose children are listed is a table. `a.*` means "a is a table with any
     content". `inert` keys are accepted but have no effect (path -> why); a table there
     makes its whole subtree inert. `gates` maps a table to the key that must be true for
-    the table's other keys to take effect.
+    the table's other keys to take effect. `needs` maps a key to the switches that must all be
+    true when it is set (true, non-empty, non-zero): vllm-ascend refuses to start otherwise.
     """
 
     keys: frozenset[str]
     inert: Mapping[str, str] = field(default_factory=dict)
     gates: Mapping[str, str] = field(default_factory=dict)
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     order: tuple[str, ...] = ()               # keys in file order (for listings)
 
     def accepts(self, path: str) -> bool:
@@ -114,9 +117,18 @@ class Connector:
     rpc_port_base: int | None = None
     rpc_port_step: int = 100
     prefill_tp_ge_decode_tp: bool = False
+    non_mla_tp: str | None = None             # equal | multiple: P/D TP rule for non-MLA models (None: none)
     extra_config_keys: tuple[str, ...] = ()   # under kv_connector_extra_config
     env: tuple[tuple[str, str], ...] = ()     # name, template
     env_why: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """Start-up refusals that depend on the model (config.json `model_type`, matched as a substring)."""
+
+    acl_graph_refused: tuple[str, ...] = ()   # not eager with torchair off (ACL graph) -> NotImplementedError
+    torchair_model_types: tuple[str, ...] = ()  # torchair on, not eager: model_type must contain one ("": any)
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,7 @@ class Profile:
     proxy_flags: Mapping[str, str]            # flag -> value | values
     connectors: Mapping[str, Connector]
     source: str = ""
+    startup: Startup = field(default_factory=Startup)
 
     def connector(self, connector_id: str | None) -> Connector:
         """The named connector (None: the default). KeyError if the profile has none such."""
@@ -250,17 +263,20 @@ class _Reader:
         return tuple(value)
 
     def keyset(self, where: str, with_extras: bool) -> KeySet:
-        t = self.table(self.data, where, where, ("keys", "inert", "gates") if with_extras else ("keys",))
+        t = self.table(self.data, where, where,
+                       ("keys", "inert", "gates", "needs") if with_extras else ("keys",))
         keys = self.str_list(t, "keys", where)
         inert = self.str_map(t.get("inert", {}), f"{where}.inert")
         gates = self.str_map(t.get("gates", {}), f"{where}.gates")
+        needs_t = self.typed(t, "needs", where, dict, {})
+        needs = {k: self.str_list(needs_t, k, f"{where}.needs") for k in needs_t}
         for k in (*keys, *inert):
             if not _KEY_PATH.fullmatch(k):
                 raise self.fail(where, f"{k!r} is not a dotted key path")
         both = set(keys) & set(inert)
         if both:
             raise self.fail(f"{where}.inert", f"{min(both)!r} is listed as a key and as inert")
-        ks = KeySet(frozenset(keys), inert=inert, gates=gates, order=keys)
+        ks = KeySet(frozenset(keys), inert=inert, gates=gates, needs=needs, order=keys)
         for k in (*keys, *inert):  # the table holding a nested key must be listed itself
             parent = k[:-2] if k.endswith(".*") else _parent(k)
             if parent and parent not in ks.keys:
@@ -268,10 +284,17 @@ class _Reader:
         for table, gate in gates.items():
             if not ks.is_table(table) or f"{table}.{gate}" not in ks.keys:
                 raise self.fail(f"{where}.gates.{table}", f"{table}.{gate} is not a listed key of a table")
+        for key, switches in needs.items():
+            for k in (key, *switches):
+                if k not in ks.keys:
+                    raise self.fail(f"{where}.needs.{key}", f"{k!r} is not a listed key")
+            if not switches:
+                raise self.fail(f"{where}.needs.{key}", "lists no switch")
         return ks
 
     def profile(self) -> Profile:
-        top = ("profile", "env", "serve", "kv_transfer_config", "additional_config", "proxy", "connectors")
+        top = ("profile", "env", "serve", "kv_transfer_config", "additional_config", "proxy", "connectors",
+               "startup")
         extra = [k for k in self.data if k not in top]
         if extra:
             raise self.fail(extra[0], f"unknown key; valid keys: {', '.join(top)}")
@@ -314,7 +337,13 @@ class _Reader:
             proxy_flags=proxy_flags,
             connectors=connectors,
             source=self.source,
+            startup=self.startup(),
         )
+
+    def startup(self) -> Startup:
+        t = self.table(self.data, "startup", "startup", ("acl_graph_refused", "torchair_model_types"), False)
+        return Startup(acl_graph_refused=self.str_list(t, "acl_graph_refused", "startup", []),
+                       torchair_model_types=self.str_list(t, "torchair_model_types", "startup", []))
 
     def env_pairs(self, t: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
         pairs = tuple(self.str_map(t, where).items()) if t else ()
@@ -328,7 +357,8 @@ class _Reader:
         fields_ = ("kv_connector", "module_path", "class_name", "needs_ranktable", "json_order", "defaults",
                    "inert", "notes", "distinct_engine_ids", "kv_port_is_port", "kv_port_base", "kv_port_step",
                    "kv_port_reserved_start", "kv_port_reserved_per_npu", "rpc_port_env", "rpc_port_base",
-                   "rpc_port_step", "prefill_tp_ge_decode_tp", "extra_config_keys", "env", "env_why")
+                   "rpc_port_step", "prefill_tp_ge_decode_tp", "non_mla_tp", "extra_config_keys", "env",
+                   "env_why")
         if not isinstance(t, dict):
             raise self.fail(where, "expected a table")
         extra = [k for k in t if k not in fields_]
@@ -355,6 +385,7 @@ class _Reader:
             rpc_port_base=opt_int("rpc_port_base"),
             rpc_port_step=self.typed(t, "rpc_port_step", where, int, 100),
             prefill_tp_ge_decode_tp=self.typed(t, "prefill_tp_ge_decode_tp", where, bool, False),
+            non_mla_tp=self.typed(t, "non_mla_tp", where, str, None),
             extra_config_keys=self.str_list(t, "extra_config_keys", where, []),
             env=self.env_pairs(self.typed(t, "env", where, dict, {}), f"{where}.env"),
             env_why=self.str_map(self.typed(t, "env_why", where, dict, {}), f"{where}.env_why"),
@@ -376,6 +407,8 @@ class _Reader:
                            and k not in ("kv_port", "engine_id", "kv_connector_module_path"))
         if unordered:
             raise self.fail(f"{where}.json_order", f"does not list {unordered[0]!r}")
+        if c.non_mla_tp is not None and c.non_mla_tp not in NON_MLA_TP_RULES:
+            raise self.fail(f"{where}.non_mla_tp", f"expected one of {', '.join(NON_MLA_TP_RULES)}, got {c.non_mla_tp!r}")
         for cond in c.notes:
             if cond not in NOTE_CONDITIONS:
                 raise self.fail(f"{where}.notes.{cond}", f"unknown condition; valid: {', '.join(NOTE_CONDITIONS)}")
@@ -399,6 +432,7 @@ __all__ = [
     "KeySet",
     "Profile",
     "ProfileError",
+    "Startup",
     "available_profiles",
     "load_profile",
     "parse_profile",

@@ -26,7 +26,7 @@ import shlex
 import signal
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,9 @@ _OPEN_ATTEMPTS = 10  # session-open retries while sshd is at MaxSessions (~3 s i
 _OPEN_RETRY_FIRST_S = 0.01
 _OPEN_RETRY_MAX_S = 0.5
 RUN_ID_VAR = "PDWIZARD_RUN_ID"
+STREAM_RESERVED_SESSIONS = 2  # sessions per node streams never take: commands always find one
+STREAM_MAX_LINE = 65536  # a longer line (no newline in sight) is cut: memory stays bounded
+_STREAM_STDERR_KEEP = 4096  # bytes of a stream's stderr kept for the command log
 
 # Kills every process whose *initial* environment carries this run's id: the
 # command and all it spawned, even in new process groups. One grep over
@@ -151,6 +154,7 @@ class RemotePool:
         self._conns: dict[SshTarget, asyncssh.SSHClientConnection] = {}
         self._locks: dict[SshTarget, asyncio.Lock] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._stream_slots: dict[str, asyncio.Semaphore] = {}
         self._kill_locks: dict[str, asyncio.Lock] = {}
         self._shown_keys: dict[SshTarget, asyncssh.SSHKey] = {}
         #: Handshakes completed per target name (nodes and bastions): for diagnostics and tests.
@@ -427,6 +431,88 @@ class RemotePool:
         """Run a POSIX sh script fed on stdin: one round trip for many tool calls."""
         return await self.run(node, ["sh", "-s"], timeout=timeout, stdin=script)
 
+    @property
+    def stream_capacity(self) -> int:
+        """How many streams may run at once per node (the rest wait for one to end)."""
+        return max(1, self._max_sessions - STREAM_RESERVED_SESSIONS)
+
+    async def stream(
+        self, node: str, argv: Sequence[str], *, max_line: int = STREAM_MAX_LINE
+    ) -> AsyncIterator[str]:
+        """Yield the stdout lines of a long-running command (``tail -F``) as they arrive.
+
+        One SSH channel for the stream's whole life, counted against the node's session
+        limit; at most ``stream_capacity`` streams run at once per node (more wait), so
+        ``run`` always finds a free session. Lines come without their newline, decoded as
+        UTF-8 (errors replaced); a line longer than ``max_line`` bytes comes in pieces, so
+        memory stays bounded however the command writes. Nothing is accumulated: a slow
+        consumer holds the channel's flow-control window and the remote writer waits.
+
+        The iteration ends when the command closes its stdout. Leaving earlier (``break``
+        inside ``contextlib.aclosing(pool.stream(...))``, or cancelling the task that
+        iterates) kills the remote command and everything it started, as a timeout does.
+        stderr is not yielded; its last 4 KiB go to the command log. Raises RemoteError
+        for connect failures and a connection lost mid-stream ("disconnected"). No timeout:
+        the caller decides when to stop.
+        """
+        if max_line < 1:
+            raise ValueError(f"max_line must be >= 1, got {max_line}")
+        target = self.target(node)
+        command = join_argv(argv)
+        started = time.monotonic()
+        streams = self._stream_slots.setdefault(node, asyncio.Semaphore(self.stream_capacity))
+        async with streams, self._slot(node):
+            run = await self._open_stream(target, command)
+            assert run.process is not None
+            errors = asyncio.ensure_future(_drain_tail(run.process.stderr, run.err, _STREAM_STDERR_KEEP))
+            finished = False
+            try:
+                run.process.stdin.write_eof()
+                pending = bytearray()
+                while True:
+                    try:
+                        chunk = await run.process.stdout.read(65536)
+                    except (asyncssh.Error, OSError) as exc:
+                        raise failures.command_disconnected(target, command, str(exc) or type(exc).__name__) from None
+                    if not chunk:
+                        break
+                    pending.extend(chunk)
+                    start = 0
+                    while (nl := pending.find(b"\n", start)) >= 0:
+                        for piece in _pieces(pending, start, nl, max_line):
+                            yield piece
+                        start = nl + 1
+                    del pending[:start]
+                    while len(pending) >= max_line:
+                        yield pending[:max_line].decode("utf-8", errors="replace")
+                        del pending[:max_line]
+                if pending:
+                    yield pending.decode("utf-8", errors="replace")
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError, asyncssh.Error, OSError):
+                    await asyncio.wait_for(run.process.wait_closed(), _KILL_GRACE_S)
+                if run.process.exit_status is None and run.conn.is_closed():
+                    raise failures.command_disconnected(target, command, "no exit status")
+                finished = True
+            finally:
+                if not finished:
+                    await asyncio.shield(self._kill(run))
+                errors.cancel()
+                self._notify(run.result(time.monotonic() - started))
+
+    async def _open_stream(self, target: SshTarget, command: str) -> _Exchange:
+        """A started exchange for a stream; reconnects once if the cached connection was dead."""
+        for attempt in (1, 2):
+            conn = await self._connection(target)
+            run = _Exchange(conn, target, command, None)
+            try:
+                run.process = await run._open()
+                return run
+            except _NotStarted as exc:
+                self._drop(target, conn)
+                if attempt == 2:
+                    raise failures.command_disconnected(target, command, str(exc), started=False) from None
+        raise AssertionError("unreachable")
+
     async def _run_command(
         self, target: SshTarget, command: str, timeout: float, stdin: str | None
     ) -> CommandResult:
@@ -631,6 +717,22 @@ async def _open_session(conn: asyncssh.SSHClientConnection, command: str) -> asy
 async def _drain(stream: asyncssh.SSHReader[bytes], sink: bytearray) -> None:
     while chunk := await stream.read(65536):
         sink.extend(chunk)
+
+
+async def _drain_tail(stream: asyncssh.SSHReader[bytes], sink: bytearray, keep: int) -> None:
+    """Like _drain, keeping only the last `keep` bytes."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        while chunk := await stream.read(65536):
+            sink.extend(chunk)
+            if len(sink) > keep:
+                del sink[: len(sink) - keep]
+
+
+def _pieces(buf: bytearray, start: int, end: int, max_line: int) -> list[str]:
+    """buf[start:end] as one decoded line, or several of at most max_line bytes."""
+    if end - start <= max_line:
+        return [buf[start:end].decode("utf-8", errors="replace")]
+    return [buf[i:min(i + max_line, end)].decode("utf-8", errors="replace") for i in range(start, end, max_line)]
 
 
 def _exit_of(process: asyncssh.SSHClientProcess[bytes] | None, timed_out: bool) -> tuple[int, str | None]:

@@ -5,7 +5,11 @@ routable on Linux ``lo``). Public-key authentication only, with one client key t
 cluster generates; one ed25519 host key per node, all written to a known_hosts file.
 
 Every exec request runs ``/bin/sh -c COMMAND`` in a real shell, in a new session
-(process group), with the node's fake tools first on PATH and its own HOME. Closing
+(process group), with the node's fake tools first on PATH, its own HOME and its own
+filesystem root ``$PDWIZARD_SIM_ROOT`` (``<node dir>/root``): a path the node "has", such
+as the model directory ``/model/Qwen3-30B-A3B``, is ``$PDWIZARD_SIM_ROOT/model/Qwen3-30B-A3B``
+on the machine running the simulator. Probes (and later the fake ``vllm serve``) prefix
+node paths with ``${PDWIZARD_SIM_ROOT:-}``; real nodes have no such variable. Closing
 the channel or the connection before the command finished kills its process group
 (SIGTERM, then SIGKILL); a command that finished may leave background daemons
 behind like on a real host (``nohup ... &``), and ``stop()`` kills every process that
@@ -37,9 +41,12 @@ from pdwizard.sim.spec import NodeSpec, SimSpec, busy_processes, node_facts, rea
 from pdwizard.sim.state import register_npu_processes, write_facts
 
 BIN_TEMPLATES = Path(__file__).resolve().parent / "bin"
-TOOLS = ("hccn_tool", "npu-smi", "hostname", "ip")
+TOOLS = ("hccn_tool", "npu-smi", "hostname", "ip", "vllm")
+#: where `pdwizard` is importable from: the fake `vllm` runs `python -m pdwizard.sim.vllm` (bin/vllm)
+PKG_ROOT = Path(__file__).resolve().parent.parent.parent
 KILL_GRACE_S = 1.0
 MARKER_ENV = "PDWIZARD_SIM_NODE"
+ROOT_ENV = "PDWIZARD_SIM_ROOT"
 
 
 @dataclass
@@ -59,6 +66,7 @@ class SimNode:
     hccn_conf: Path             # $PDWIZARD_HCCN_CONF
     toolkit_home: Path          # $ASCEND_TOOLKIT_HOME
     python_path: Path           # $PYTHONPATH (fake vllm / vllm_ascend dist-info)
+    root: Path                  # $PDWIZARD_SIM_ROOT: the node's filesystem root (models, ...)
     host_key_path: Path
     facts: dict = field(default_factory=dict, repr=False)
     host_public_key: str = ""   # "ssh-ed25519 AAAA..."
@@ -94,7 +102,7 @@ class SimCluster:
                 home=d / "home", bin_dir=d / "bin", state_dir=d / "state",
                 hccn_conf=d / "etc" / "hccn.conf",
                 toolkit_home=d / "Ascend" / "ascend-toolkit" / "latest",
-                python_path=d / "site-packages", host_key_path=d / "ssh_host_ed25519_key",
+                python_path=d / "site-packages", root=d / "root", host_key_path=d / "ssh_host_ed25519_key",
             ))
         self._client_key: asyncssh.SSHKey | None = None
         self._acceptors: list[asyncssh.SSHAcceptor] = []
@@ -136,6 +144,11 @@ class SimCluster:
         if n is None:
             raise KeyError(f"no simulated node at {host}:{port}")
         return n.home
+
+    @staticmethod
+    def node_path(n: SimNode, path: str) -> Path:
+        """Where an absolute path of node n lives on this machine: under its root."""
+        return n.root / path.lstrip("/")
 
     def processes(self) -> list[int]:
         """PIDs of live (non-zombie) processes started on any node of this cluster."""
@@ -204,7 +217,7 @@ class SimCluster:
             self._install_node(n)
 
     def _install_node(self, n: SimNode) -> None:
-        for sub in ("bin", "state", "site-packages", "Ascend", "etc"):  # regenerated every start
+        for sub in ("bin", "state", "site-packages", "Ascend", "etc", "root"):  # regenerated every start
             shutil.rmtree(n.dir / sub, ignore_errors=True)
         n.home.mkdir(parents=True, exist_ok=True)
         n.bin_dir.mkdir(parents=True)
@@ -231,7 +244,9 @@ class SimCluster:
         host_vars = {"hostname": n.name + "\n", "hostname_I": render.hostname_i(facts),
                      "hostname_i": n.ip + "\n", "ip_l": render.ip_link(facts, oneline=False),
                      "ip_lo": render.ip_link(facts, oneline=True), "ip_route": render.ip_route(facts),
-                     "ip_route_get": render.ip_route_get(facts)}
+                     "ip_route_get": render.ip_route_get(facts),
+                     # bin/vllm: the python and the import root of the fake `vllm serve`
+                     "sim_python": sys.executable, "sim_pkg_root": str(PKG_ROOT)}
         for fam in ("", "4", "6"):
             host_vars[f"ip_o{fam}"] = render.ip_addr(facts, oneline=True, family=fam or None)
             host_vars[f"ip_a{fam}"] = render.ip_addr(facts, oneline=False, family=fam or None)
@@ -276,6 +291,11 @@ class SimCluster:
                render.dist_metadata("vllm", n.spec.vllm_version))
         _write(n.python_path / f"vllm_ascend-{n.spec.vllm_ascend_version}.dist-info" / "METADATA",
                render.dist_metadata("vllm_ascend", n.spec.vllm_ascend_version))
+        # the node's own files, under its root
+        n.root.mkdir(parents=True)
+        config = render.model_config_json(n.spec.model_type, n.spec.config_overrides)
+        for model in n.spec.models:
+            _write(self.node_path(n, model) / "config.json", config)
 
     def _write_known_hosts(self) -> None:
         lines = ["# SIMULATED: host keys of the pdwizard sim cluster in " + str(self.workdir)]
@@ -315,9 +335,11 @@ class SimCluster:
             "LANG": "C.UTF-8",
             MARKER_ENV: str(n.state_dir),
             "PDWIZARD_HCCN_CONF": str(n.hccn_conf),
+            ROOT_ENV: str(n.root),
             "ASCEND_TOOLKIT_HOME": str(n.toolkit_home),
             "PYTHONPATH": str(n.python_path),
             "SIMULATED": "1",
+            "PDWIZARD_SIM_HOST": n.host,  # the fake vllm binds here, never 0.0.0.0 (nodes share this machine)
         }
         if peer:
             env["SSH_CLIENT"] = f"{peer[0]} {peer[1]} {n.port}"

@@ -26,7 +26,6 @@ Processes (``npu-smi info``) are a list of dicts ``{npu, chip, pid, name, mem_mb
 from __future__ import annotations
 
 
-
 class ToolOutput(tuple):
     """What one tool call prints on stdout and stderr, and its exit status.
 
@@ -548,3 +547,43 @@ def driver_version_info(driver_version: str) -> str:
 def dist_metadata(name: str, version: str) -> str:
     """A minimal `<name>-<version>.dist-info/METADATA` so importlib.metadata.version works."""
     return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: SIMULATED placeholder\n"
+
+
+# config.json of a few model types, in the shape Hugging Face publishes them (values of the
+# guide's Qwen3-30B-A3B, and of DeepSeek-V3 for an MLA model: `kv_lora_rank` is what tells
+# pdwizard that a model uses MLA). Any other model_type gets a minimal config.
+MODEL_CONFIGS: dict[str, dict] = {
+    "qwen3_moe": {
+        "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": False, "bos_token_id": 151643,
+        "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 2048,
+        "intermediate_size": 6144, "max_position_embeddings": 40960, "model_type": "qwen3_moe",
+        "moe_intermediate_size": 768, "norm_topk_prob": True, "num_attention_heads": 32,
+        "num_experts": 128, "num_experts_per_tok": 8, "num_hidden_layers": 48, "num_key_value_heads": 4,
+        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "vocab_size": 151936,
+    },
+    "qwen3": {
+        "architectures": ["Qwen3ForCausalLM"], "head_dim": 128, "hidden_size": 4096,
+        "intermediate_size": 12288, "max_position_embeddings": 40960, "model_type": "qwen3",
+        "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
+        "torch_dtype": "bfloat16", "vocab_size": 151936,
+    },
+    "deepseek_v3": {
+        "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 7168, "intermediate_size": 18432,
+        "kv_lora_rank": 512, "max_position_embeddings": 163840, "model_type": "deepseek_v3",
+        "moe_intermediate_size": 2048, "n_routed_experts": 256, "num_attention_heads": 128,
+        "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_key_value_heads": 128,
+        "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+        "torch_dtype": "bfloat16", "vocab_size": 129280,
+    },
+}
+
+
+def model_config_json(model_type: str, overrides: dict) -> str:
+    """`<model dir>/config.json`: the built-in config of `model_type`, top-level keys of
+    `overrides` replacing its own (a table replaces a table whole)."""
+    import json  # here, not at the top: the fake npu-smi imports this module on every call
+
+    config = dict(MODEL_CONFIGS.get(model_type, {"architectures": ["CausalLM"], "model_type": model_type}))
+    config.update(overrides)
+    return json.dumps(config, indent=2) + "\n"

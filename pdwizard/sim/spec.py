@@ -10,6 +10,10 @@ Device indices: the hccn_tool faults (``link_down``, ``unhealthy``, ``netdetect_
 ``no_gateway``, ``no_ip``, ``no_lldp``, ``hccn_conf_stale``, ``tls`` list, ``net_health``
 keys) are *physical device ids* (``hccn_tool -i N``: 0..7 on A2, 0..15 on A3); the
 npu-smi faults (``npu_health`` keys, ``busy_npus``) are *NPU ids* (0..npus-1).
+
+Files: each node has its own filesystem root (``$PDWIZARD_SIM_ROOT``, see cluster.py); ``models``
+are directories under it, each with a ``config.json`` built from ``model_type`` and
+``model_config``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,6 +37,12 @@ MAX_NODES = 250
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _NIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,14}$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+#: The guide's model directory: present on every simulated node unless `models` says otherwise.
+DEFAULT_MODELS = ("/model/Qwen3-30B-A3B",)
+
+#: vllm_fault values besides "die_after:N" (see pdwizard/sim/vllm.py for the error each prints).
+VLLM_FAULTS = ("", "oom", "port_in_use", "hccl_timeout")
 
 _DEVICE_LISTS = ("link_down", "unhealthy", "netdetect_unset", "no_gateway", "no_ip", "no_lldp",
                  "hccn_conf_stale")
@@ -74,6 +84,11 @@ class NodeSpec(BaseModel):
     unreachable: bool = False
     auth_fail: bool = False
     tool_delay_ms: int = Field(0, ge=0, le=60000)
+    # the fake `vllm serve` (pdwizard/sim/vllm.py)
+    vllm_startup_s: float = Field(0.2, ge=0, le=600, description="seconds from `vllm serve` to /health 200")
+    token_delay_ms: float = Field(0, ge=0, le=10000, description="fake vllm: milliseconds per generated token")
+    vllm_fault: str = Field("", description='fake vllm fault: "", "oom", "port_in_use", "hccl_timeout", '
+                                            '"die_after:N"')
     netdetect_unset: list[int] = []
     no_gateway: list[int] = []
     no_ip: list[int] = []
@@ -90,6 +105,15 @@ class NodeSpec(BaseModel):
     vllm_version: str = "0.10.1.1"
     vllm_ascend_version: str = "0.10.1rc1"
     extra_ips: list[str] = []
+    # files under the node's root ($PDWIZARD_SIM_ROOT)
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
+                              description="model directories on the node (absolute paths), each with a config.json")
+    model_type: str = Field("qwen3_moe", description="whose config.json the sim writes: qwen3_moe, qwen3, "
+                                                     "deepseek_v3 (MLA), or any other word (a minimal config)")
+    # the key is `model_config` (pydantic reserves that attribute name)
+    config_overrides: dict[str, Any] = Field(default_factory=dict, alias="model_config",
+                                             description="config.json keys replacing the built-in ones "
+                                                         "(vary it per node)")
 
     @property
     def chips(self) -> int:
@@ -134,6 +158,43 @@ class NodeSpec(BaseModel):
         if not _NIC_RE.match(value):
             raise ValueError(f"nic must be an interface name like eth0 (at most 15 characters), got {value!r}")
         return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        for path in value:
+            parts = PurePosixPath(path).parts
+            if (not path.startswith("/") or "\x00" in path or len(parts) < 2 or ".." in parts
+                    or str(PurePosixPath(path)) != path.rstrip("/")):
+                raise ValueError(f"every entry must be an absolute directory path like /model/Qwen3-30B-A3B "
+                                 f"(no '..', not /), got {path!r}")
+        return value
+
+    @field_validator("config_overrides")
+    @classmethod
+    def _config_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import json
+
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"must hold what JSON can (strings, numbers, booleans, arrays, tables): {err}") from None
+        return value
+
+    @field_validator("model_type")
+    @classmethod
+    def _model_type(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError(f"model_type must be a single word like qwen3_moe, got {value!r}")
+        return value
+
+    @field_validator("vllm_fault")
+    @classmethod
+    def _vllm_fault(cls, value: str) -> str:
+        if value in VLLM_FAULTS or re.fullmatch(r"die_after:[1-9][0-9]{0,8}", value):
+            return value
+        raise ValueError(f"vllm_fault must be one of {', '.join(repr(f) for f in VLLM_FAULTS)} or "
+                         f"\"die_after:N\" (N >= 1 completed requests), got {value!r}")
 
     @field_validator("driver_version", "cann_version", "vllm_version", "vllm_ascend_version", "chip_name")
     @classmethod
@@ -271,6 +332,7 @@ _HINTS = {
     "port": "use a free port (default 2222), or port = 0 to pick one at start",
     "npus": "npus is the NPU (card) count, 1..8",
     "tls": "use tls = 0 or 1 for every device, or a list with one 0/1 per device",
+    "vllm_fault": 'use vllm_fault = "oom", "port_in_use", "hccl_timeout" or "die_after:20" (or "" for none)',
 }
 
 
@@ -292,7 +354,7 @@ def _from_validation_error(err: ValidationError, source: str) -> InputError:
         msg = str(ctx_err) if ctx_err is not None else e.get("msg", "invalid")
         if e.get("type") == "extra_forbidden":
             field = loc[-1] if loc else "?"
-            allowed = ", ".join(NodeSpec.model_fields) if len(loc) > 1 else "node"
+            allowed = ", ".join(f.alias or n for n, f in NodeSpec.model_fields.items()) if len(loc) > 1 else "node"
             msg = f"unknown key {field!r}; a [[node]] table takes: {allowed}" if len(loc) > 1 else \
                 f"unknown top-level key {field!r}; the spec is an array of [[node]] tables"
             hint = "remove it or fix its spelling"
@@ -415,6 +477,7 @@ def node_facts(spec: SimSpec, index: int) -> dict:
         "firmware_version": "7.5.0.1.220", "npu_health": health,
         "super_pod_id": n.super_pod_id, "super_pod_size": n.super_pod_size,
         "server_index": n.server_index, "chip": chips,
+        "vllm": {"startup_s": n.vllm_startup_s, "token_delay_ms": n.token_delay_ms, "fault": n.vllm_fault},
     }
 
 
