@@ -3,12 +3,14 @@
 Layout (written by :class:`pdwizard.sim.cluster.SimCluster` at start; few files, because
 creating files dominates a start, and the sh tools *source* them with ``.``, a builtin)::
 
-    facts.json          node facts (render.py documents the keys), for people and tests
+    facts.json          node facts (render.py documents the keys; ``vllm`` holds the spec's
+                        vllm_startup_s / token_delay_ms / vllm_fault for the fake vllm), for people and tests
     facts.marshal       the same facts for the fake npu-smi (marshal loads faster than json)
     host.sh             shell assignments: hostname, hostname_I, hostname_i (outputs of
                         `hostname`, `-I`, `-i`), ip_o / ip_o4 / ip_o6 (`ip -o [-4|-6] addr`),
                         ip_a / ip_a4 / ip_a6 (the same without -o), ip_l / ip_lo (`ip [-o] link`),
-                        ip_route (`ip route`), ip_route_get ("gateway nic src")
+                        ip_route (`ip route`), ip_route_get ("gateway nic src"); sim_python and
+                        sim_pkg_root (the python and import root bin/vllm runs pdwizard.sim.vllm with)
     tool_delay          seconds to sleep per hccn_tool / npu-smi call (absent = no delay)
     busy_left           hccn_tool calls still to answer "busy" (busy_first; absent = none)
     hccn.lock           exists while an hccn_tool call runs; holds its pid (a dead pid = stale)
@@ -22,8 +24,9 @@ creating files dominates a start, and the sh tools *source* them with ``.``, a b
     hccn/usage.sh       usage_<cmd> / usage_all: the parameter lists printed on usage errors
     procs/<key>.json    NPU process rows for `npu-smi info` (see register_npu_processes)
 
-``procs/*.json`` is read on every `npu-smi info`: a fake ``vllm serve`` (or a test)
-registers the NPUs it holds with :func:`register_npu_processes` and removes them with
+``procs/*.json`` is read on every `npu-smi info`: the fake ``vllm serve`` (pdwizard/sim/vllm.py,
+key ``vllm-<pid>``, one row per TP rank's NPU) or a test registers the NPUs it holds with
+:func:`register_npu_processes` and removes them with
 :func:`unregister_npu_processes`; a file whose ``owner_pid`` is dead is ignored, so a
 killed process stops showing up without cleaning up.
 """
