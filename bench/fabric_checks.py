@@ -57,7 +57,7 @@ def session_for(spec: SimSpec) -> Session:
                       "devices": list(range(8)), "port": 13700} for i, n in enumerate(nodes)]
     return Session.model_validate({
         "schema_version": 1, "name": f"bench-{len(nodes)}", "ssh": {"port": 2222},
-        "nodes": nodes, "instances": instances, "model": {"path": "/model/x"},
+        "nodes": nodes, "instances": instances, "model": {"path": "/model/Qwen3-30B-A3B"},
     })
 
 
@@ -66,15 +66,14 @@ class _Quiet(PlainProgress):
         pass
 
 
-async def ours(session: Session, cluster: SimCluster) -> tuple[float, int]:
+async def ours(session: Session, cluster: SimCluster) -> tuple[float, CheckFlow]:
+    """Our whole check flow, timed; the flow is returned for its report and facts."""
     report = Report(session=session.name, started_at="bench")
     async with RemotePool(targets_for(session, cluster)) as pool:
         t0 = time.perf_counter()
         flow = CheckFlow(session, pool, report, _Quiet())
         await flow.run()
-        elapsed = time.perf_counter() - t0
-    calls = sum(len(s.results) for s in report.steps)
-    return elapsed, calls
+        return time.perf_counter() - t0, flow
 
 
 async def guide_reused(session: Session, cluster: SimCluster, plan) -> tuple[float, int]:
@@ -126,7 +125,10 @@ async def bench(n: int, delay_ms: int, subnet: int) -> dict:
     spec = spec_for(n, delay_ms, subnet)
     session = session_for(spec)
     async with SimCluster(spec) as cluster:
-        t_ours, _ = await ours(session, cluster)
+        t_ours, done = await ours(session, cluster)
+        if done.report.failures():  # a bench of a broken cluster measures nothing useful
+            bad = done.report.failures()[0]
+            raise SystemExit(f"the simulated cluster is not healthy: {bad.where}: {bad.message}")
         # the plan ours used, so both sides do the same pings
         report = Report(session=session.name, started_at="bench")
         async with RemotePool(targets_for(session, cluster)) as pool:

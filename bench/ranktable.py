@@ -29,14 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fabric_checks import _Quiet, session_for, spec_for  # noqa: E402
+from fabric_checks import ours, session_for, spec_for  # noqa: E402
 
-from pdwizard.flow import CheckFlow  # noqa: E402
 from pdwizard.models import Session  # noqa: E402
 from pdwizard.ranktable import build_ranktable, ranktable_json  # noqa: E402
-from pdwizard.remote.pool import RemotePool  # noqa: E402
-from pdwizard.replay import targets_for  # noqa: E402
-from pdwizard.report import NodeFacts, NpuFacts, Report  # noqa: E402
+from pdwizard.report import NodeFacts, NpuFacts  # noqa: E402
 from pdwizard.sim import SimCluster  # noqa: E402
 from pdwizard.sim.spec import SimSpec  # noqa: E402
 
@@ -63,13 +60,8 @@ def time_generation(session: Session, facts: dict[str, NodeFacts]) -> tuple[floa
 
 async def time_checks(session: Session, spec: SimSpec) -> tuple[float, dict[str, NodeFacts]]:
     async with SimCluster(spec) as cluster:
-        report = Report(session=session.name, started_at="bench")
-        async with RemotePool(targets_for(session, cluster)) as pool:
-            t0 = time.perf_counter()
-            flow = CheckFlow(session, pool, report, _Quiet())
-            await flow.run()
-            elapsed = time.perf_counter() - t0
-    bad = [r for s in report.steps for r in s.failures()]
+        elapsed, flow = await ours(session, cluster)
+    bad = flow.report.failures()
     if bad:
         raise SystemExit(f"the simulated cluster is not healthy: {bad[0].where}: {bad[0].message}")
     return elapsed, flow.facts
