@@ -1,13 +1,16 @@
 """`pdwizard` command line: a contract that operators' scripts rely on.
 
 Flags are only ever added, never renamed or dropped. Exit codes: 0 every step
-passed, 1 a check (or later a launch or verification) failed, 2 invalid input.
+passed, 1 a check, the launch, a verification or the stop failed, 2 invalid input;
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), after stopping what was started.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -28,13 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pdwizard",
         description="Deploy vLLM-Ascend prefill-decode disaggregation: discover nodes, check the "
-                    "NPU fabric, and (in later versions) render, launch and verify.",
-        epilog="exit codes: 0 every step passed, 1 a check failed, 2 invalid input",
+                    "NPU fabric, render, launch, verify through the proxy, and stop.",
+        epilog="exit codes: 0 every step passed, 1 a check, the launch, a verification or the stop "
+               "failed, 2 invalid input",
     )
     p.add_argument("--replay", metavar="FILE", type=Path,
                    help="run the flow headless from a session file (TOML)")
     p.add_argument("--dry-run", action="store_true",
                    help="stop before anything is launched")
+    p.add_argument("--keep-running", action="store_true",
+                   help="leave the deployment up after the verification (default: stop it at the end); "
+                        "with --sim/--demo it still dies with the simulator when pdwizard exits")
+    p.add_argument("--stop", action="store_true",
+                   help="only stop what the session's run directories name on every node (works after "
+                        "a failed launch, a crash, or from another machine)")
+    p.add_argument("--status", action="store_true",
+                   help="only show what runs for the session on every node, and whether it answers")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="write what was produced (report.json) into DIR")
     p.add_argument("--sim", metavar="FILE", type=Path,
@@ -58,12 +70,51 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         raise InputError("no session given", key="--replay",
                          hint="pass --replay SESSION.toml, or --demo to try the simulated cluster "
                               "(the interactive wizard arrives in a later version)")
+    if args.stop and args.status:
+        raise InputError("--stop and --status cannot be combined", key="--stop",
+                         hint="run --status, then --stop (or the other way round)")
+    action = "stop" if args.stop else "status" if args.status else "run"
+    if action != "run":
+        for flag, given in (("--dry-run", args.dry_run), ("--keep-running", args.keep_running)):
+            if given:
+                raise InputError(f"--{action} cannot be combined with {flag}", key=flag,
+                                 hint=f"--{action} launches nothing: drop {flag}")
     for flag, path in (("--replay", session), ("--sim", sim)):
         if path is not None and not path.is_file():
             raise InputError(f"file not found: {path}", key=flag,
                              hint="check the path (relative paths are taken from the current directory)")
     return ReplayOptions(session_path=session, sim_spec=sim, dry_run=args.dry_run,
-                         out_dir=args.out, verbose=args.verbose)
+                         out_dir=args.out, verbose=args.verbose, keep_running=args.keep_running,
+                         action=action)
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: the run was cancelled (and cleaned up) on the way out."""
+
+
+async def _run(opts: ReplayOptions, progress) -> int:
+    """The replay as a task that SIGTERM cancels like Ctrl-C does: the launch and the replay
+    stop what they started before pdwizard exits (SIGKILL cannot be caught: `--stop` then)."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def on_term() -> None:
+        got.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        return await run_replay(opts, progress)
+    except asyncio.CancelledError:
+        if got:
+            raise Terminated() from None
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,13 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = options_from(args)
         progress = make_progress(verbose=opts.verbose)
-        return asyncio.run(run_replay(opts, progress))
+        return asyncio.run(_run(opts, progress))
     except PdwError as exc:
         print(f"pdwizard: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("pdwizard: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("pdwizard: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,8 +28,10 @@ class PromptResult:
     status: int = 0
     error: str | None = None
     request_id: str = ""
+    server_request_id: str | None = None  # the proxy's X-Request-Id: the id P and D logged
     prefill: str | None = None
     decode: str | None = None
+    kv: str | None = None  # the proxy's X-PD-KV-Params: "forwarded", or "absent" (D prefilled itself)
     ttft_s: float | None = None
     total_s: float = 0.0
     finish_reason: str | None = None
@@ -97,6 +99,8 @@ async def send_prompt(base_url: str, model: str, prompt: str, *, max_tokens: int
             result.status = resp.status
             result.prefill = resp.headers.get("X-PD-Prefill")
             result.decode = resp.headers.get("X-PD-Decode")
+            result.kv = resp.headers.get("X-PD-KV-Params")
+            result.server_request_id = resp.headers.get("X-Request-Id")
             if resp.status != 200:
                 result.error = f"HTTP {resp.status}: {(await resp.text())[:500]}"
             elif stream and resp.content_type == "text/event-stream":

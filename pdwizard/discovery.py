@@ -85,6 +85,8 @@ def discovery_batch(container: str | None = None, model_path: str | None = None)
     b.add("npusmi_map", "npu-smi", "info", "-m")
     b.add_raw('printf \'%s\\n\' "$pdw_o" >"$PDW_T/map"')
     b.add_raw('pdw_call hccn_conf cat "${PDWIZARD_HCCN_CONF:-/etc/hccn.conf}"')
+    # a SIMULATED node (pdwizard.sim) says which loopback address its servers bind; real nodes: empty
+    b.add_raw('pdw_call sim_host printf "%s" "${PDWIZARD_SIM_HOST:-}"')
     b.add("packages", *_in_runtime(container, ["python3", "-c", _VERSIONS_PY]))
     b.add("cann", *_in_runtime(container, ["sh", "-c", _CANN_SH]))
     if model_path is not None:
@@ -137,6 +139,7 @@ def parse_facts(node: str, out: dict[str, ToolOutput],
     facts.hostname = get("hostname").stdout.strip() or None
     facts.addresses = get("hostname_i").stdout.split()
     facts.nics = parse_ip_addr(get("ip_addr").stdout)
+    facts.sim_host = get("sim_host").stdout.strip() or None
     pkgs = _kv_lines(get("packages").stdout)
     facts.packages = {k: v for k, v in pkgs.items() if v}
     facts.cann_version = _kv_lines(get("cann").stdout).get("version") or None

@@ -692,7 +692,10 @@ class Verify(_Model):
     prompt: str = Field(examples=["Who are you?"])
     max_tokens: int = Field(default=100, examples=[100])
     expect: str | None = Field(default=None, examples=["Qwen"])
-    """Text the answer must contain. None: any non-empty answer passes."""
+    """Text the answer must contain (case-insensitive). None: any non-empty answer passes."""
+    chat: bool = Field(default=False, examples=[False])
+    """true: /v1/chat/completions with the prompt as one user message; false: /v1/completions
+    (the guide's curl)."""
 
     @field_validator("prompt")
     @classmethod

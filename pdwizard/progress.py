@@ -115,7 +115,11 @@ def summary(report: Report, stream: TextIO | None = None) -> None:
                       facts.driver_version or "-", facts.cann_version or "-",
                       facts.packages.get("vllm", "-"), facts.packages.get("vllm_ascend", "-"),
                       str(counts[Status.OK]), str(counts[Status.WARN]), str(counts[Status.FAIL]))
-    console.print(table)
+    if report.nodes:
+        console.print(table)
+    verify = next((s for s in report.steps if s.name == "verify"), None)
+    if verify is not None and verify.results:
+        console.print(verify_table(verify.results))
     for step in report.steps:
         console.print(f"{step.name:<10} {step.status.value.upper():<5} {step.duration_s:.2f}s"
                       + (f"  {step.note}" if step.note else ""), markup=False, highlight=False)
@@ -128,6 +132,34 @@ def summary(report: Report, stream: TextIO | None = None) -> None:
                 console.print(f"     fix: {r.hint}", markup=False, highlight=False)
     console.print(f"result: {report.status.value.upper()} (exit {report.exit_code})",
                   markup=False, highlight=False)
+
+
+def verify_table(results: list) -> Table:
+    """One row per [[verify]]: the prompt, the answer, timings, the instances that served it."""
+    table = Table(title="verify (through the proxy)", expand=True)
+    table.add_column("prompt", overflow="fold", ratio=1)
+    table.add_column("answer", overflow="fold", ratio=2)
+    for col in ("TTFT", "TPOT", "total", "tokens", "prefill", "decode", "result"):
+        table.add_column(col, no_wrap=True)
+    for r in results:
+        d = r.data or {}
+        table.add_row(_cut(d.get("prompt") or r.target or "", 30), _cut(d.get("text") or "", 48),
+                      _ms(d.get("ttft_s")), _ms(d.get("tpot_s")),
+                      "-" if d.get("total_s") is None else f"{d['total_s']:.2f} s", str(d.get("tokens", "-")),
+                      d.get("prefill") or d.get("prefill_address") or "-",
+                      d.get("decode") or d.get("decode_address") or "-",
+                      f"[{_STYLE[r.status]}]{r.status.value.upper()}[/]"
+                      + (" (KV recomputed)" if d.get("kv_recomputed") else ""))
+    return table
+
+
+def _cut(text: str, n: int) -> str:
+    one = " ".join(str(text).split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+def _ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1000:.0f} ms"
 
 
 def _counts(report: Report, node: str) -> dict[Status, int]:

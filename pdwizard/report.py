@@ -76,6 +76,7 @@ class NodeFacts(BaseModel):
     npus: list[NpuFacts] = Field(default_factory=list)
     hccn_conf: dict[int, dict[str, str]] | None = None
     model: ModelFacts | None = None            # None: the model was not probed on this node
+    sim_host: str | None = None                # a SIMULATED node's loopback address (None: a real node)
 
     def npu(self, device: int) -> NpuFacts | None:
         return next((n for n in self.npus if n.device == device), None)
@@ -97,6 +98,7 @@ class CheckResult(BaseModel):
     message: str | None = None
     raw: str | None = None
     hint: str | None = None
+    data: dict[str, Any] | None = None  # structured values (verify: timings, served by, the answer)
 
     @property
     def where(self) -> str:

@@ -634,6 +634,7 @@ def session_dicts(draw) -> dict:
             v: dict = {"prompt": draw(_text)}
             _maybe(draw, v, "max_tokens", st.integers(1, 100_000))
             _maybe(draw, v, "expect", _text)
+            _maybe(draw, v, "chat", st.booleans())
             verify.append(v)
         data["verify"] = verify
     return data

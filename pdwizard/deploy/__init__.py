@@ -6,6 +6,7 @@ The replay and the TUI drive the same calls:
     result = await launch(pool, plan, observer=..., ranktable=artifacts.ranktable)
     async with LogTail(pool, session.name, LogSource.of(plan.processes), runtime=plan.runtime) as tail:
         async for line in tail: print(line.prefixed)
+    got = await read_log(pool, session.name, node, name, since=n)     # one-shot: lines after line n
     report = await stop_session(pool, session)                          # from any later run
     state = await status_session(pool, session)
 
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 from pdwizard.deploy.diagnose import Diagnosis, diagnose, load_rules
 from pdwizard.deploy.health import Readiness, http_ok
 from pdwizard.deploy.launch import Failure, LaunchedProcess, LaunchObserver, LaunchResult, launch
-from pdwizard.deploy.logs import LogLine, LogSource, LogTail
+from pdwizard.deploy.logs import LogLine, LogRead, LogSource, LogTail, read_log
 from pdwizard.deploy.plan import DeployPlan, ProcessSpec, health_host, plan_for, run_dir
 from pdwizard.deploy.runtime import Runtime, runtime_for
 from pdwizard.deploy.stop import ProcessStatus, StatusReport, StopReport, status, stop
@@ -71,6 +72,7 @@ __all__ = [
     "LaunchResult",
     "LaunchedProcess",
     "LogLine",
+    "LogRead",
     "LogSource",
     "LogTail",
     "ProcessSpec",
@@ -85,6 +87,7 @@ __all__ = [
     "launch",
     "load_rules",
     "plan_for",
+    "read_log",
     "run_dir",
     "runtime_for",
     "session_nodes",

@@ -12,7 +12,15 @@
    per starting process, until each is healthy or its role's deadline passes. A process that
    exits, at any time, fails the launch with its last 30 log lines and the diagnoses they
    match (diagnoses.toml).
-5. Start the proxy (one round trip on its node) and poll it the same way.
+5. Start the proxy (one round trip on its node) and poll it the same way. When the plan says
+   `proxy_with_instances` (pdwizard's own proxy, which keeps a backend out of rotation until it
+   answers), the proxy is started in step 3 with the instances, watched for liveness with them,
+   and only polled for health once they are healthy: its start-up overlaps theirs.
+
+Liveness (the SSH round trip) runs every `liveness_interval` (default: every round), HTTP health
+every `poll_interval`: a fast HTTP poll sees an instance ready soon after it is, without an SSH
+command per node that often; an instance is healthy when it answers and its last liveness
+check found it running.
 
 On any failure, or cancellation, the launch stops what *it* started (stop with its launch
 id: an earlier launch still running is never touched) unless told not to.
@@ -21,8 +29,10 @@ Each process runs as `setsid sh -c <wrapper>`: the wrapper writes its pid (= its
 group and session id) to `<name>.pid`, runs the launcher with bash from $HOME, records the
 exit status in `<name>.exit`; stdin is /dev/null, stdout and stderr are appended to
 `<name>.log` after a `=== pdwizard launch ...` header line. Nothing ties it to the SSH
-session: it survives the connection closing. Every process carries PDWIZARD_SESSION,
-PDWIZARD_PROCESS and PDWIZARD_LAUNCH in its environment, so stop finds its children too.
+session: it survives the connection closing, and it does not carry the launch script's
+PDWIZARD_RUN_ID (RemotePool kills a timed-out or cancelled command by it). Every process carries
+PDWIZARD_SESSION, PDWIZARD_PROCESS and PDWIZARD_LAUNCH in its environment, so stop finds its
+children too.
 """
 
 from __future__ import annotations
@@ -47,12 +57,12 @@ from pdwizard.deploy.shell import PRELUDE, PROCESS_ENV, heredoc_install, home_pa
 from pdwizard.deploy.stop import LAUNCH_ENV, LOCK_DIR, RECORD_FILE, StopReport, stop
 from pdwizard.probe import new_nonce
 from pdwizard.ranktable_upload import upload_script
-from pdwizard.remote.pool import RemotePool
+from pdwizard.remote.pool import RUN_ID_VAR, RemotePool
 
 POLL_INTERVAL_S = 1.0
 UNREACHABLE_ROUNDS = 3  # consecutive failed liveness calls before a node counts as lost
 POLL_TIMEOUT_S = 30.0  # one liveness round trip
-_START_WAIT_TICKS = 100  # x 0.1 s for a started wrapper to write its pid file
+_START_WAIT_TICKS = 500  # x 0.02 s for a started wrapper to write its pid file
 _BEFORE_START = (3, 4, 5, 10, 11, 12)  # launch script exits that happen before it starts anything
 
 # The detached wrapper: $1 name, $2 interpreter for the launcher, $3 the run dir (absolute).
@@ -76,6 +86,7 @@ class LaunchedProcess:
     state: str = "pending"        # pending | starting | healthy | failed
     started_at: float | None = None
     healthy_after_s: float | None = None
+    awaited_at: float | None = None  # when its start-up deadline began (None: started_at)
 
 
 @dataclass
@@ -222,17 +233,20 @@ def launch_script(plan: DeployPlan, node: str, *, start: Sequence[ProcessSpec], 
         '  rm -f -- "$1.pid" "$1.exit"',
         f'  printf "=== pdwizard launch %s %s session %s ===\\n" "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" '
         f'{quote(plan.session)} >> "$1.log"',
+        # PDWIZARD_RUN_ID emptied: the process must not die with this launch script's command when
+        # RemotePool kills that (a timeout, a cancellation) by its run id; stop owns it
         '  if [ "$pdw_bg" = 0 ]; then',
-        f'    PDWIZARD_SESSION="$PDW_MARK" {PROCESS_ENV}="$1" {LAUNCH_ENV}="$PDW_LAUNCH" \\',
+        f'    PDWIZARD_SESSION="$PDW_MARK" {PROCESS_ENV}="$1" {LAUNCH_ENV}="$PDW_LAUNCH" {RUN_ID_VAR}= \\',
         '      setsid -f sh -c "$PDW_WRAP" pdwizard-wrapper "$1" "$pdw_sh" "$d" < /dev/null >> "$1.log" 2>&1',
         '  else',
-        f'    PDWIZARD_SESSION="$PDW_MARK" {PROCESS_ENV}="$1" {LAUNCH_ENV}="$PDW_LAUNCH" \\',
+        f'    PDWIZARD_SESSION="$PDW_MARK" {PROCESS_ENV}="$1" {LAUNCH_ENV}="$PDW_LAUNCH" {RUN_ID_VAR}= \\',
         '      setsid sh -c "$PDW_WRAP" pdwizard-wrapper "$1" "$pdw_sh" "$d" < /dev/null >> "$1.log" 2>&1 &',
         '  fi',
         "}",
         "pdw_wait() {",
         "  i=0",
-        f'  while [ ! -s "$1.pid" ] && [ $i -lt {_START_WAIT_TICKS} ]; do pdw_nap; i=$((i + 1)); done',
+        f'  while [ ! -s "$1.pid" ] && [ $i -lt {_START_WAIT_TICKS} ]; do sleep 0.02 2>/dev/null || pdw_nap; '
+        'i=$((i + 1)); done',
         '  if [ -s "$1.pid" ]; then',
         '    { read -r p < "$1.pid"; } 2>/dev/null',
         '    echo "@@PDW $PDW_N started $1 $p"',
@@ -282,15 +296,21 @@ def parse_launch(stdout: str, nonce: str) -> _NodeLaunch:
 
 async def launch(pool: RemotePool, plan: DeployPlan, *, observer: LaunchObserver | None = None,
                  ranktable: str | None = None, poll_interval: float = POLL_INTERVAL_S,
-                 cleanup_on_failure: bool = True) -> LaunchResult:
+                 liveness_interval: float | None = None, cleanup_on_failure: bool = True) -> LaunchResult:
     """Launch `plan` (see the module docstring); never raises for a failed launch, only
-    for bugs (and re-raises cancellation after cleaning up)."""
-    return await _Launch(pool, plan, observer or LaunchObserver(), poll_interval).run(ranktable, cleanup_on_failure)
+    for bugs (and re-raises cancellation after cleaning up). `poll_interval`: seconds between
+    two health rounds; `liveness_interval`: between two liveness round trips (None: every round)."""
+    live = poll_interval if liveness_interval is None else max(poll_interval, liveness_interval)
+    return await _Launch(pool, plan, observer or LaunchObserver(), poll_interval, live).run(
+        ranktable, cleanup_on_failure)
 
 
 class _Launch:
-    def __init__(self, pool: RemotePool, plan: DeployPlan, observer: LaunchObserver, interval: float) -> None:
+    def __init__(self, pool: RemotePool, plan: DeployPlan, observer: LaunchObserver, interval: float,
+                 liveness_interval: float | None = None) -> None:
         self.pool, self.plan, self.obs, self.interval = pool, plan, observer, interval
+        self.liveness_interval = interval if liveness_interval is None else liveness_interval
+        self.early_proxy = plan.proxy is not None and plan.proxy_with_instances
         self.launch_id = secrets.token_hex(8)
         self.procs = {p.name: LaunchedProcess(p) for p in plan.processes}
         self.ready = Readiness.of(plan)
@@ -337,9 +357,13 @@ class _Launch:
         failures = await self._watch({p.name for p in plan.instances})
         if failures or plan.proxy is None:
             return failures
-        failures = await self._start_proxy(plan.proxy)
-        if failures:
-            return failures
+        if self.early_proxy:  # its deadline runs from now: it could not answer for the instances before
+            self.ready.set(plan.proxy.name, "starting")
+            self.procs[plan.proxy.name].awaited_at = time.monotonic()
+        else:
+            failures = await self._start_proxy(plan.proxy)
+            if failures:
+                return failures
         return await self._watch({plan.proxy.name})
 
     # -------------------------------------------------------------- steps
@@ -388,7 +412,7 @@ class _Launch:
 
         async def one(node: str) -> list[Failure]:
             specs = plan.on(node)
-            start = [s for s in specs if s.role != "proxy"]
+            start = [s for s in specs if s.role != "proxy" or self.early_proxy]
             nonce = new_nonce()
             script = launch_script(plan, node, start=start, install=specs, record_text=record_text, busy_check=None,
                                    requires=[r for s in specs for r in s.requires], launch_id=self.launch_id,
@@ -398,8 +422,12 @@ class _Launch:
         results = await asyncio.gather(*(one(n) for n in plan.nodes))
         failures = [f for fs in results for f in fs]
         if not failures:
-            waiting = "; the proxy waits for them" if proxy else ""
-            self.obs.event(f"started {sum(len(v) for v in self.started.values())} instance(s){waiting}")
+            count = sum(len(v) for v in self.started.values()) - (1 if self.early_proxy else 0)
+            if self.early_proxy:
+                waiting = " and the proxy; the proxy is polled once they are healthy"
+            else:
+                waiting = "; the proxy waits for them" if proxy else ""
+            self.obs.event(f"started {count} instance(s){waiting}")
             self._tick()
         return failures
 
@@ -428,7 +456,8 @@ class _Launch:
         for name, pid in parsed.started.items():
             proc = self.procs[name]
             proc.pid, proc.state, proc.started_at = pid, "starting", now
-            self.ready.set(name, "starting")
+            if not (self.early_proxy and proc.spec.role == "proxy"):  # "waiting" for the instances
+                self.ready.set(name, "starting")
             self.obs.event(f"started {name} ({proc.spec.label}) pid {pid}")
         if parsed.busy:
             running = ", ".join(f"{n} (pid {p})" for n, p in parsed.busy.items())
@@ -452,16 +481,23 @@ class _Launch:
 
     async def _watch(self, waiting: set[str]) -> list[Failure]:
         """Poll until every process in `waiting` is healthy; any started process dying fails."""
+        states: dict[str, ProcState] = {}
+        last_poll: float | None = None
         async with aiohttp.ClientSession() as client:
             while True:
                 began = time.monotonic()
                 live = [self.procs[n] for ns in self.started.values() for n in ns]
                 pending = [self.procs[n] for n in waiting]
-                states, http = await asyncio.gather(
-                    self._poll([p.spec for p in live]),
+                due = (last_poll is None or began - last_poll >= self.liveness_interval - 1e-3
+                       or any(p.spec.name not in states for p in live))
+                polled, http = await asyncio.gather(
+                    self._poll([p.spec for p in live]) if due else _nothing(),
                     asyncio.gather(*(http_ok(client, p.spec.health_host, p.spec.port, p.spec.health_paths)
                                      for p in pending)))
-                failures = self._dead(live, states)
+                failures = []
+                if polled is not None:
+                    states, last_poll = polled, began
+                    failures = self._dead(live, states)
                 now = time.monotonic()
                 for proc, ok in zip(pending, http):
                     st = states.get(proc.spec.name)
@@ -526,7 +562,8 @@ class _Launch:
 
     async def _overdue(self, waiting: set[str], now: float) -> list[Failure]:
         late = [self.procs[n] for n in sorted(waiting)
-                if now - (self.procs[n].started_at or self.t0) > self.plan.timeout_for(self.procs[n].spec.role)]
+                if now - (self.procs[n].awaited_at or self.procs[n].started_at or self.t0)
+                > self.plan.timeout_for(self.procs[n].spec.role)]
         if not late:
             return []
         states = await self._poll([p.spec for p in late], tails_for=[p.spec.name for p in late])
@@ -558,6 +595,10 @@ class _Launch:
         for line in report.lines():
             self.obs.event(f"cleanup: {line}")
         return report
+
+
+async def _nothing() -> None:
+    return None
 
 
 __all__ = [

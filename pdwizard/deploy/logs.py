@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from pdwizard.errors import RemoteError
 from pdwizard.deploy.plan import ProcessSpec, run_dir
 from pdwizard.deploy.runtime import Runtime
-from pdwizard.deploy.shell import LOG_HEADER
+from pdwizard.deploy.shell import LOG_HEADER, PRELUDE, home_path, quote
+from pdwizard.probe import new_nonce, split_output
 from pdwizard.remote.pool import RemotePool
 
 log = logging.getLogger(__name__)
@@ -209,4 +210,55 @@ class LogTail:
             self._wake.set()
 
 
-__all__ = ["LogLine", "LogSource", "LogTail", "tail_argv", "tail_many_argv"]
+# ------------------------------------------------------------------ one-shot reads
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """A one-shot read of one log: how many lines the file has now, and the lines asked for."""
+
+    total: int
+    lines: tuple[str, ...]
+
+
+def read_log_script(session: str, name: str, *, since: int | None, max_lines: int, nonce: str) -> str:
+    """The `sh -s` script behind `read_log`: frames `count` (lines in the file) and `lines`."""
+    lines = [f"set -u\nset -f\nPDW_N={nonce}", PRELUDE,
+             f"cd -- {home_path(run_dir(session))} 2>/dev/null || {{ pdw_kv count 0; exit 0; }}",
+             f"f={quote(name + '.log')}",
+             '[ -f "$f" ] || { pdw_kv count 0; exit 0; }',
+             'n=$(wc -l < "$f" | tr -d " ")',
+             'pdw_kv count "$n"']
+    if max_lines > 0:
+        lines.append("pdw_frame lines")
+        if since is None:
+            lines.append(f'pdw_tail "$f" {int(max_lines)}')
+        else:
+            s = max(0, int(since))
+            lines.append(f'[ "$n" -gt {s} ] && tail -n "+{s + 1}" "$f" | head -n "$((n - {s}))" | '
+                         f'tail -n {int(max_lines)}')
+        lines.append("pdw_end 0")
+    return "\n".join(lines) + "\n"
+
+
+async def read_log(pool: RemotePool, session: str, node: str, name: str, *, runtime: Runtime | None = None,
+                   since: int | None = None, max_lines: int = 200, timeout: float = 60.0) -> LogRead:
+    """One round trip: the line count of `<name>.log` and, when max_lines > 0, its lines after
+    line `since` (None: this launch's part), at most the last `max_lines` of them. A missing
+    log reads as empty. Raises RemoteError.
+
+    Take the count before something happens (max_lines=0) and read `since` that count after:
+    exactly the lines the process logged meanwhile (what the verification searches for a recompute).
+    """
+    nonce = new_nonce()
+    script = read_log_script(session, name, since=since, max_lines=max_lines, nonce=nonce)
+    result = await (runtime or Runtime()).run_script(pool, node, script, timeout=timeout)
+    frames = split_output(result.stdout, nonce)
+    count = frames.get("count")
+    total = int(count.stdout.strip()) if count is not None and count.stdout.strip().isdigit() else 0
+    got = frames.get("lines")
+    return LogRead(total, tuple(got.stdout.splitlines()) if got is not None else ())
+
+
+__all__ = ["LogLine", "LogRead", "LogSource", "LogTail", "read_log", "read_log_script", "tail_argv",
+           "tail_many_argv"]

@@ -102,6 +102,7 @@ class DeployPlan:
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
     command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     ranktable_path: str | None = None    # where `launch(..., ranktable=)` installs it on instance nodes
+    proxy_with_instances: bool = False   # start the proxy with the instances (polled once they are healthy)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.fullmatch(self.session):
@@ -183,6 +184,9 @@ def plan_for(session: Session, deployment: RenderedDeployment, *, addresses: Map
         session=session.name, processes=tuple(processes), runtime=runtime_for(session),
         startup_timeout_s=timeouts, stop_grace_s=float(getattr(stack, "stop_grace_s", DEFAULT_STOP_GRACE_S)),
         command_timeout_s=float(session.ssh.command_timeout), ranktable_path=session.ranktable_path,
+        # pdwizard's proxy keeps a backend out of rotation until it answers, so it may start with
+        # the instances (its start-up then overlaps theirs); the example proxy waits for them
+        proxy_with_instances=with_proxy and deployment.proxy is not None and deployment.proxy.kind == "builtin",
     )
 
 

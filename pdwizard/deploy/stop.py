@@ -45,6 +45,7 @@ RECORD_FILE = "launched.json"
 LOCK_DIR = ".launching"  # held (mkdir) by a launch script while it runs; holds its pid
 LOCK_WAIT_S = 30.0  # how long stop waits for a launch script in flight to finish starting things
 KILL_WAIT_S = 5.0  # after SIGKILL: processes in uninterruptible sleep (NPU driver) take a moment
+_QUICK_NAPS = 5  # after a signal, the first checks come 0.02 s apart
 
 
 def session_marker_expr(session: str) -> str:
@@ -117,10 +118,12 @@ def stop_script(session: str, node: str, *, grace_s: float, nonce: str, launch_i
     wanted = None if names is None else " ".join(names)
     if wanted is not None and any(c.isspace() for c in wanted.replace(" ", "")):
         raise ValueError("process names cannot hold spaces")
-    # at most this many 0.1 s naps, and never past the wall-clock limit (`date +%s` has whole
+    # at most this many naps (the first _QUICK_NAPS of 0.02 s, as most processes exit at once on
+    # SIGTERM, the rest of 0.1 s), and never past the wall-clock limit (`date +%s` has whole
     # seconds: one more so it never cuts the grace short): a /proc scan on a busy node takes time too
-    grace_ticks, grace_wall = max(1, int(round(grace_s * 10))), math.ceil(grace_s) + 1
-    kill_ticks, kill_wall = int(KILL_WAIT_S * 10), math.ceil(KILL_WAIT_S) + 1
+    extra = _QUICK_NAPS - 1  # the quick naps together last about one 0.1 s nap
+    grace_ticks, grace_wall = max(1, int(round(grace_s * 10))) + extra, math.ceil(grace_s) + 1
+    kill_ticks, kill_wall = int(KILL_WAIT_S * 10) + extra, math.ceil(KILL_WAIT_S) + 1
     return f"""set -u
 set -f
 PDW_N={nonce}
@@ -151,22 +154,38 @@ if [ -n "$d" ]; then
   done
   set -f
 fi
-pdw_snap
-marked=$(pdw_marked "$mark")
-owned=
-for p in $marked; do
-  g=$(pdw_pgrp "$p") && owned="$owned $g"
-done
-report=
-groups=
-for e in $entries; do
-  n=${{e%:*}}; g=${{e#*:}}
-  live=$(pdw_group "$g")
-  if [ "$g" = 0 ] || [ -z "$live" ]; then report="$report $n:$g:not_running"; continue; fi
-  case " $owned " in
-    *" $g "*) groups="$groups $g"; report="$report $n:$g:pending" ;;
-    *) if [ "$filter" = 1 ]; then report="$report $n:$g:not_ours"; else report="$report $n:$g:stale"; fi ;;
-  esac
+pdw_owned() {{
+  pdw_snap
+  owned=
+  for p in $(pdw_marked "$mark"); do
+    g=$(pdw_pgrp "$p") && owned="$owned $g"
+  done
+}}
+pdw_classify() {{
+  report=
+  groups=
+  unowned=0
+  for e in $entries; do
+    n=${{e%:*}}; g=${{e#*:}}
+    live=$(pdw_group "$g")
+    if [ "$g" = 0 ] || [ -z "$live" ]; then report="$report $n:$g:not_running"; continue; fi
+    case " $owned " in
+      *" $g "*) groups="$groups $g"; report="$report $n:$g:pending" ;;
+      *) unowned=1
+         if [ "$filter" = 1 ]; then report="$report $n:$g:not_ours"; else report="$report $n:$g:stale"; fi ;;
+    esac
+  done
+}}
+pdw_owned
+pdw_classify
+# a live group with no marked member: a pid reused by a stranger, or a member caught in the
+# instant its environment cannot be read (in the middle of an exec, or of dying): look again
+j=0
+while [ "$unowned" = 1 ] && [ $j -lt 3 ]; do
+  sleep 0.05 2>/dev/null || pdw_nap
+  pdw_owned
+  pdw_classify
+  j=$((j + 1))
 done
 pdw_left() {{
   pdw_snap
@@ -187,7 +206,8 @@ pdw_wait() {{
     pdw_left
     [ -z "$left" ] && break
     [ $i -lt "$1" ] && pdw_until "$pdw_end_at" "$2" || break
-    pdw_nap; i=$((i + 1))
+    if [ $i -lt {_QUICK_NAPS} ]; then sleep 0.02 2>/dev/null || pdw_nap; else pdw_nap; fi
+    i=$((i + 1))
   done
 }}
 pdw_left

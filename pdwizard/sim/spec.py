@@ -42,7 +42,7 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 DEFAULT_MODELS = ("/model/Qwen3-30B-A3B",)
 
 #: vllm_fault values besides "die_after:N" (see pdwizard/sim/vllm.py for the error each prints).
-VLLM_FAULTS = ("", "oom", "port_in_use", "hccl_timeout")
+VLLM_FAULTS = ("", "oom", "port_in_use", "hccl_timeout", "kv_pull_fail")
 
 _DEVICE_LISTS = ("link_down", "unhealthy", "netdetect_unset", "no_gateway", "no_ip", "no_lldp",
                  "hccn_conf_stale")
@@ -88,7 +88,7 @@ class NodeSpec(BaseModel):
     vllm_startup_s: float = Field(0.2, ge=0, le=600, description="seconds from `vllm serve` to /health 200")
     token_delay_ms: float = Field(0, ge=0, le=10000, description="fake vllm: milliseconds per generated token")
     vllm_fault: str = Field("", description='fake vllm fault: "", "oom", "port_in_use", "hccl_timeout", '
-                                            '"die_after:N"')
+                                            '"kv_pull_fail", "die_after:N"')
     netdetect_unset: list[int] = []
     no_gateway: list[int] = []
     no_ip: list[int] = []
@@ -332,7 +332,8 @@ _HINTS = {
     "port": "use a free port (default 2222), or port = 0 to pick one at start",
     "npus": "npus is the NPU (card) count, 1..8",
     "tls": "use tls = 0 or 1 for every device, or a list with one 0/1 per device",
-    "vllm_fault": 'use vllm_fault = "oom", "port_in_use", "hccl_timeout" or "die_after:20" (or "" for none)',
+    "vllm_fault": 'use vllm_fault = "oom", "port_in_use", "hccl_timeout", "kv_pull_fail" or "die_after:20" '
+                  '(or "" for none)',
 }
 
 

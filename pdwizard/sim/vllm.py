@@ -52,7 +52,8 @@ that does not reuse X-Request-Id). A kv_consumer without (or with stale, invalid
 unreachable) params recomputes the prompt itself, slower, and logs it.
 
 Faults (spec ``vllm_fault``): oom, port_in_use, hccl_timeout at start-up (exit 1, the real
-error text), die_after:N (the engine dies after N completed requests, exit 1). Other start-up
+error text), die_after:N (the engine dies after N completed requests, exit 1), kv_pull_fail (a
+decode whose every KV pull fails: it serves, recomputing each prompt, and logs it). Other start-up
 failures: model path missing, ranktable missing / unreadable / without this node's IP or devices
 (``ranktable config devId[6], but local devId[0]``), NPUs held by another process (OOM), a
 KV port or the HTTP port in use, a connector the version does not have.
@@ -76,7 +77,23 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Optional
 
-T0 = time.monotonic()
+
+
+def _launched_at() -> float:
+    """When this process was launched, on the monotonic clock: its start time in /proc (set when the
+    launcher forked it; exec keeps it), so the start-up counts the interpreter's own start too, as
+    a real vllm's does. Falls back to now (module import) where /proc says nothing usable."""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - age if 0.0 <= age < 10.0 else now
+
+
+T0 = _launched_at()
 MARK = " [SIMULATED]"
 EOS_MARK = "[sim:eos]"  # a prompt containing it makes the model's first token EOS (without min_tokens)
 SUBCOMMANDS = ("chat", "complete", "serve", "bench", "collect-env", "run-batch")
@@ -634,6 +651,10 @@ class Server:
         rc = self.resolve_connector()
         if rc is not None:
             return rc
+        # the HTTP stack is loaded while the "engine" starts, not after it: importing aiohttp.web
+        # takes a few hundred ms, and the port must answer vllm_startup_s after launch, not later
+        import aiohttp.web  # noqa: F401
+
         await self.pause(0.15)
         log("core.py:636", "Waiting for init message from front-end.", proc="EngineCore_0")
         log("core.py:74", f"Initializing a V1 LLM engine (v{self.version}) with config: model={self.model!r}, "
@@ -1184,6 +1205,14 @@ class Server:
             blocks = [b for group in blocks for b in group]
         host, port = str(kvp["remote_host"]), kvp["remote_port"]
         target = host if host.startswith("127.") else self.sim_hosts().get(host, host)
+        if self.node.fault == "kv_pull_fail":
+            self.cache.counters["pull_failed"] += 1
+            self.log("llmdatadist_c_mgr_connector.py:860", f"KV pull for request {rq.request_id} from "
+                     f"{host}:{port} failed: RuntimeError: pull_blocks failed, link to {host} is down",
+                     "ERROR", self.worker)
+            self.note("the spec's vllm_fault = \"kv_pull_fail\": every KV pull of this instance fails",
+                      "ERROR", self.worker)
+            return f"pulling its KV from the prefill at {host}:{port} failed"
         finished_id = str(kvp.get("remote_request_id") or rq.request_id)
         body = {"remote_block_ids": blocks, "request_id": finished_id, "engine_id": self.engine_id,
                 "from": f"{self.node.ip}:{self.port}"}
