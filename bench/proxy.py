@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,20 +37,13 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests"))
+from pd_backends import free_ports  # noqa: E402
+
 from pdwizard.proxy import prefill_request  # noqa: E402
 
 PATH = "/v1/completions"
 PROMPT = "Who are you? " * 16
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 async def wait_up(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen, what: str) -> None:

@@ -13,6 +13,8 @@ per port in the foreground (the benchmark runs its backends that way, in their o
 
 from __future__ import annotations
 
+import socket
+
 import argparse
 import asyncio
 import json
@@ -172,6 +174,17 @@ class FakeVllm:
         await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
         return out
+
+
+def free_ports(n: int) -> list[int]:
+    """n free TCP ports on 127.0.0.1 (all bound at once, so they differ)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def _event(obj: dict) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -16,18 +15,10 @@ import aiohttp
 
 from pdwizard import proxy as px
 
+from pd_backends import free_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "/model/qwen"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def kv_config(role: str, kv_port: int, engine_id: str) -> str:
