@@ -17,7 +17,7 @@ from pdwizard.ranktable_upload import upload_ranktable
 from pdwizard.remote.pool import RemotePool
 from pdwizard.render import RenderedDeployment, discovery_inputs, needs_ranktable, render_all
 from pdwizard.report import CheckResult, NodeFacts, Status, StepReport
-from pdwizard.scripts import write_scripts
+from pdwizard.scripts import write_deployment
 
 
 @dataclass
@@ -42,15 +42,14 @@ def build(session: Session, facts: dict[str, NodeFacts], source: str | None = No
     return Artifacts(deployment, text)
 
 
-def write(art: Artifacts, session: Session, facts: dict[str, NodeFacts], out: Path,
-          source: str | None = None) -> Artifacts:
+def write(art: Artifacts, session: Session, out: Path) -> Artifacts:
     """Write ranktable.json and one script per instance plus proxy.sh into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     if art.ranktable is not None:
         path = out / "ranktable.json"
         atomic_write_text(path, art.ranktable, mode=0o644)
         art.written.append(path)
-    written = write_scripts(session, out, **discovery_inputs(session, facts), source=source)
+    written = write_deployment(art.deployment, out, session_name=session.name)
     art.written.extend(written.paths)
     return art
 

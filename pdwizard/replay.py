@@ -179,7 +179,7 @@ async def _produce(flow: CheckFlow, opts: ReplayOptions, source: str, addresses:
     try:
         art = artifacts.build(session, flow.facts, source)
         if opts.out_dir is not None:
-            artifacts.write(art, session, flow.facts, opts.out_dir, source)
+            artifacts.write(art, session, opts.out_dir)
     except InputError as exc:
         # With checks already failed, a missing fact (an NPU without IP) is the cause,
         # already reported: not an input error.

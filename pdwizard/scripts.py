@@ -105,7 +105,13 @@ def write_scripts(
     """
     deployment = render_all(session, node_ips=node_ips, nics=nics, ranktable_path=ranktable_path,
                             npus_per_node=npus_per_node, model_mla=model_mla, source=source)
-    texts = script_texts(deployment, session_name=session.name)
+    return write_deployment(deployment, directory, session_name=session.name)
+
+
+def write_deployment(deployment: RenderedDeployment, directory: str | os.PathLike[str], *,
+                     session_name: str = "") -> WrittenScripts:
+    """Write an already rendered deployment's scripts (the replay renders once, then writes)."""
+    texts = script_texts(deployment, session_name=session_name)
     out = Path(directory)
     written: dict[str, Path] = {}
     try:
