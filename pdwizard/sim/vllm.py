@@ -80,15 +80,14 @@ from typing import Any, ClassVar, Literal, Optional
 
 
 def _launched_at() -> float:
-    """When this process was launched, on the monotonic clock: its start time in /proc (set when the
-    launcher forked it; exec keeps it), so the start-up counts the interpreter's own start too, as
-    a real vllm's does. Falls back to now (module import) where /proc says nothing usable."""
+    """When this process was launched, on the monotonic clock, so the start-up counts the
+    interpreter's own start too, as a real vllm's does. The `vllm` wrapper records the
+    moment (wall clock) before it execs Python; /proc start times proved unreliable here
+    (they can run ahead of the real launch). Falls back to now (module import)."""
     now = time.monotonic()
     try:
-        with open("/proc/self/stat", "rb") as f:
-            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
-        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
+        age = time.time() - float(os.environ.get("PDWIZARD_SIM_LAUNCHED_AT", ""))
+    except ValueError:
         return now
     return now - age if 0.0 <= age < 10.0 else now
 
