@@ -230,26 +230,22 @@ def check_tp_pairing(session: Session, facts: Mapping[str, NodeFacts], out: Pref
         return
     mt = _agreed_model_type(session, facts) or "?"
     common = {"connector": c.kv_connector, "profile": profile.name, "model_type": mt}
-    if c.non_mla_tp == "equal":
-        first = pre[0]
-        for i in (*pre[1:], *dec):
-            if insts[i].tensor_parallel_size != insts[first].tensor_parallel_size:
-                key = f"instances[{i}].tensor_parallel_size"
-                out.fail_input(verdict(
-                    "tp_not_equal", Status.FAIL, check="tp_pairing", node=insts[i].node,
-                    value=str(insts[i].tensor_parallel_size), expected=str(insts[first].tensor_parallel_size),
-                    key=key, label=insts[i].label, other=f"instances[{first}] ({insts[first].label})", **common,
-                ), key, source)
-    else:  # multiple: prefill_tp % decode_tp == 0 for every pair
-        for i in dec:
-            bad = next((j for j in pre if insts[j].tensor_parallel_size % insts[i].tensor_parallel_size), None)
-            if bad is not None:
-                key = f"instances[{i}].tensor_parallel_size"
-                out.fail_input(verdict(
-                    "tp_not_multiple", Status.FAIL, check="tp_pairing", node=insts[i].node,
-                    value=str(insts[i].tensor_parallel_size), expected=str(insts[bad].tensor_parallel_size),
-                    key=key, label=insts[i].label, other=f"instances[{bad}] ({insts[bad].label})", **common,
-                ), key, source)
+    if c.non_mla_tp == "equal":  # every instance's TP equals the first prefill's
+        rule, pairs = "tp_not_equal", [(i, pre[0]) for i in (*pre[1:], *dec)
+                                       if insts[i].tensor_parallel_size != insts[pre[0]].tensor_parallel_size]
+    else:  # "multiple": each prefill TP is a multiple of each decode TP
+        rule, pairs = "tp_not_multiple", [
+            (i, j) for i in dec
+            for j in [next((j for j in pre
+                            if insts[j].tensor_parallel_size % insts[i].tensor_parallel_size), None)]
+            if j is not None]
+    for i, other in pairs:
+        key = f"instances[{i}].tensor_parallel_size"
+        out.fail_input(verdict(
+            rule, Status.FAIL, check="tp_pairing", node=insts[i].node,
+            value=str(insts[i].tensor_parallel_size), expected=str(insts[other].tensor_parallel_size),
+            key=key, label=insts[i].label, other=f"instances[{other}] ({insts[other].label})", **common,
+        ), key, source)
 
 
 def _agreed_model_type(session: Session, facts: Mapping[str, NodeFacts]) -> str | None:
