@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run against a simulated cluster described by FILE (started and stopped here)")
     p.add_argument("--demo", action="store_true",
                    help="the built-in SIMULATED cluster of the guide (3 Atlas 800T A2 nodes, 8 NPUs each)")
+    p.add_argument("--open", metavar="FILE", type=Path, dest="open_session",
+                   help="start the interactive wizard on this session file")
+    p.add_argument("--headless", action="store_true",
+                   help="with --demo or --sim: run the flow headless, as --replay does (the default "
+                        "when there is no terminal)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="log every remote command with its node, exit status and duration")
     p.add_argument("--version", action="version", version=f"pdwizard {__version__}")
@@ -68,8 +73,8 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
     session = args.replay or (asset("demo-session.toml") if args.demo else None)
     if session is None:
         raise InputError("no session given", key="--replay",
-                         hint="pass --replay SESSION.toml, or --demo to try the simulated cluster "
-                              "(the interactive wizard arrives in a later version)")
+                         hint="pass --replay SESSION.toml, or --demo to try the simulated cluster; "
+                              "on a terminal, pdwizard alone starts the interactive wizard")
     if args.stop and args.status:
         raise InputError("--stop and --status cannot be combined", key="--stop",
                          hint="run --status, then --stop (or the other way round)")
@@ -117,10 +122,64 @@ async def _run(opts: ReplayOptions, progress) -> int:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
+#: Flags that only the headless run knows: any of them means headless.
+_HEADLESS_ONLY = ("replay", "dry_run", "keep_running", "stop", "status", "out", "headless")
+
+
+def wants_tui(args: argparse.Namespace, interactive: bool) -> bool:
+    """The wizard runs on a terminal unless a headless-only flag is given; `--open` always
+    asks for it (and is refused without a terminal)."""
+    if args.open_session is not None:
+        return True
+    if any(getattr(args, flag) for flag in _HEADLESS_ONLY):
+        return False
+    return interactive or not (args.demo or args.sim)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    """The interactive wizard (imports Textual only here: the headless run does not need it)."""
+    if not _interactive():
+        raise InputError("the interactive wizard needs a terminal", key="--open" if args.open_session else None,
+                         hint="run pdwizard --replay SESSION.toml (or --demo) for the headless flow")
+    if args.demo and args.sim:
+        raise InputError("--demo and --sim cannot be combined", key="--sim",
+                         hint="--demo already runs the built-in simulated cluster; drop one of them")
+    from pdwizard.app import PdWizardApp
+    from pdwizard.wizard import Wizard
+
+    sim = asset("demo-cluster.toml") if args.demo else args.sim
+    for flag, path in (("--open", args.open_session), ("--sim", sim)):
+        if path is not None and not path.is_file():
+            raise InputError(f"file not found: {path}", key=flag, hint="check the path")
+    if args.open_session is not None:
+        wizard = Wizard.open(args.open_session, sim_spec=sim)
+    elif args.demo:
+        wizard = Wizard.open(asset("demo-session.toml"), sim_spec=sim)
+        wizard.source = None  # the packaged file is never overwritten: export asks where
+    else:
+        wizard = Wizard(sim_spec=sim)
+
+    async def run() -> int:
+        app = PdWizardApp(wizard)
+        try:
+            code = await app.run_async()
+        finally:
+            await wizard.close()
+        return code or 0
+
+    return asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `pdwizard` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if wants_tui(args, _interactive()):
+            return run_tui(args)
         opts = options_from(args)
         progress = make_progress(verbose=opts.verbose)
         return asyncio.run(_run(opts, progress))

@@ -164,12 +164,17 @@ def tls_agreement(results: Sequence[CheckResult]) -> list[CheckResult]:
             for r in values if r.value != majority]
 
 
+def ping_target(p: Ping) -> str:
+    """How a ping verdict names its peer (also how a re-run finds the ping again)."""
+    return f"{p.dst.ip} ({p.dst.node} NPU {p.dst.device})"
+
+
 def evaluate_pings(node: str, pings: Sequence[Ping], out: Mapping[str, ToolOutput]) -> list[CheckResult]:
     """One verdict per planned ping; the summary line is the truth, not the exit code."""
     results = []
     for n, p in enumerate(pings):
         o = out.get(f"ping.{n}", _MISSING)
-        target = f"{p.dst.ip} ({p.dst.node} NPU {p.dst.device})"
+        target = ping_target(p)
         guard = _guard("ping", node, p.src.device, o)
         if guard:
             guard.target = target

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 from pdwizard.discovery import discovery_batch, parse_facts
 from pdwizard.errors import InputError, RemoteError
-from pdwizard.fabric import evaluate_npu, evaluate_pings, fabric_batch, tls_agreement
+from pdwizard.fabric import evaluate_npu, evaluate_pings, fabric_batch, ping_target, tls_agreement
 from pdwizard.models import Session
 from pdwizard.nodechecks import check_node, check_versions, missing_devices, selected_devices
-from pdwizard.pingplan import Endpoint, PingPlan, plan_pings
+from pdwizard.pingplan import Endpoint, Ping, PingPlan, plan_pings
 from pdwizard.preflight import run_preflight
 from pdwizard.probe import Batch, ToolOutput, build_script, new_nonce, split_output
 from pdwizard.progress import Progress
@@ -42,6 +42,8 @@ class CheckFlow:
         self.facts: dict[str, NodeFacts] = {}
         self.reachable: list[str] = []
         self.ping_plan: PingPlan | None = None
+        #: Called with (node, results) as each node's fabric checks arrive (the TUI fills its table).
+        self.on_results: Callable[[str, list[CheckResult]], None] | None = None
 
     @property
     def nodes(self) -> list[str]:
@@ -58,43 +60,19 @@ class CheckFlow:
 
     async def connect(self) -> StepReport:
         step = self.report.step("connect")
-        with _timed(step):
-            results = await asyncio.gather(*(self._connect_one(n) for n in self.nodes))
-            for name, err in zip(self.nodes, results):
-                if err is None:
-                    self.reachable.append(name)
-                    step.add(CheckResult(check="ssh", node=name, status=Status.OK, value="connected"))
-                else:
-                    step.add(_remote_failure("ssh", err))
+        errors = await connect_nodes(self.pool, self.nodes, self.progress, step)
+        self.reachable.extend(n for n, err in errors.items() if err is None)
         return step
-
-    async def _connect_one(self, node: str) -> RemoteError | None:
-        self.progress.node(node, "connecting")
-        try:
-            await self.pool.connect(node)
-        except RemoteError as exc:
-            self.progress.node(node, f"connect failed: {exc.kind}", Status.FAIL)
-            return exc
-        self.progress.node(node, "connected")
-        return None
 
     async def discover(self) -> StepReport:
         step = self.report.step("discovery")
         container = self.session.stack.container if self.session.stack else None
         serving = {i.node for i in self.session.instances}  # the model is probed where it is served
         model = {n: self.session.model.path if n in serving else None for n in self.reachable}
-        with _timed(step):
-            batches = {n: discovery_batch(container, model_path=model[n]) for n in self.reachable}
-            outs = await self._each(self.reachable, lambda n: self._batch(n, batches[n], "discovering"), step)
-            for name, out in outs.items():
-                facts, results = parse_facts(name, out, model_path=model[name])
-                self.facts[name] = facts
-                self.report.nodes[name] = facts
-                for r in results:
-                    step.add(r)
-                step.add(CheckResult(check="discovery", node=name, status=Status.OK,
-                                     value=f"{facts.soc or '?'}, {len(facts.npus)} NPUs"))
-                self.progress.node(name, f"discovered {facts.soc or '?'} with {len(facts.npus)} NPUs")
+        found = await discover_nodes(self.pool, self.reachable, self.progress, step, container=container,
+                                     model_paths=model, timeout_base=self._timeout(0))
+        self.facts.update(found)
+        self.report.nodes.update(found)
         return step
 
     def input_errors(self, source: str | None = None) -> list[InputError]:
@@ -136,25 +114,38 @@ class CheckFlow:
         return plan_pings(endpoints, mode=checks.ping if checks else "auto",
                           budget=checks.ping_budget if checks else 48)
 
-    async def fabric(self) -> StepReport:
+    async def fabric(self, rerun: Sequence[CheckResult] | None = None) -> StepReport:
+        """Per-NPU checks and the ping matrix, one round trip per node. `rerun`: only the NPUs and
+        pings behind these (failed) results, with the ping plan of the last full run (the TUI's
+        "re-run failed"). `on_results(node, results)` hears each node as soon as it answers."""
         step = self.report.step("fabric")
         skip = set(self.session.checks.skip) if self.session.checks else set()
-        plan = self.plan()
+        plan = self.ping_plan if rerun is not None and self.ping_plan is not None else self.plan()
         self.ping_plan = plan
-        step.note = plan.describe()
-        self.progress.say(plan.describe())
-        devices = selected_devices(self.session)
+        devices: dict[str, list[int]] = {n: self._present(n, d) for n, d in selected_devices(self.session).items()
+                                         if n in self.facts}
+        pings = dict(plan.by_node)
+        if rerun is None:
+            step.note = plan.describe()
+            self.progress.say(plan.describe())
+        else:
+            devices, pings = _only(rerun, devices, pings)
+            step.note = f"re-run of {len(rerun)} failed result(s)"
+        nodes = [n for n in self.facts if devices.get(n) or pings.get(n)]
+
+        async def one(node: str) -> list[CheckResult]:
+            out = await self._batch(node, fabric_batch(devices.get(node, []), pings.get(node, []), skip), "checking")
+            results = self._evaluate(node, devices.get(node, []), out, pings.get(node, []), skip)
+            self.progress.node(node, _tally(results), worst([r.status for r in results]))
+            if self.on_results is not None:
+                self.on_results(node, results)
+            return results
+
         with _timed(step):
-            batches = {n: fabric_batch(self._present(n, devices.get(n, [])),
-                                       plan.by_node.get(n, []), skip)
-                       for n in self.facts}
-            outs = await self._each(list(self.facts), lambda n: self._batch(n, batches[n], "checking"), step)
-            for name, out in outs.items():
-                results = self._evaluate(name, self._present(name, devices.get(name, [])),
-                                         out, plan, skip)
-                for r in results:
+            outs = await self._each(nodes, one, step)
+            for name in nodes:
+                for r in outs.get(name, []):
                     step.add(r)
-                self.progress.node(name, _tally(results), worst([r.status for r in results]))
             for r in tls_agreement(step.results):
                 step.add(r)
         return step
@@ -164,21 +155,16 @@ class CheckFlow:
         return [d for d in devices if facts.npu(d) is not None]
 
     def _evaluate(self, node: str, devices: list[int], out: dict[str, ToolOutput],
-                  plan: PingPlan, skip: set[str]) -> list[CheckResult]:
+                  pings: list[Ping], skip: set[str]) -> list[CheckResult]:
         results: list[CheckResult] = []
         for d in devices:
             results.extend(evaluate_npu(node, d, out, self.facts[node], skip))
         if "ping" not in skip:
-            results.extend(evaluate_pings(node, plan.by_node.get(node, []), out))
+            results.extend(evaluate_pings(node, pings, out))
         return results
 
     async def _batch(self, node: str, batch: Batch, verb: str) -> dict[str, ToolOutput]:
-        nonce = new_nonce()
-        calls = sum(1 for line in batch.lines if line.startswith("pdw_call"))
-        self.progress.node(node, f"{verb} (one round trip)")
-        timeout = self._timeout(calls)
-        result = await self.pool.run_script(node, build_script(batch, nonce), timeout=timeout)
-        return split_output(result.stdout, nonce)
+        return await run_batch(self.pool, node, batch, verb, self.progress, self._timeout(0))
 
     def _timeout(self, calls: int) -> float:
         base = self.session.ssh.command_timeout if self.session.ssh else 60.0
@@ -186,18 +172,94 @@ class CheckFlow:
 
     async def _each(self, nodes: list[str], fn: Callable[[str], Awaitable[T]],
                     step: StepReport) -> dict[str, T]:
-        """Run fn on every node in parallel; a node that fails is reported, not fatal."""
-        results = await asyncio.gather(*(fn(n) for n in nodes), return_exceptions=True)
-        done: dict[str, T] = {}
-        for node, res in zip(nodes, results):
-            if isinstance(res, RemoteError):
-                step.add(_remote_failure(step.name, res))
-                self.progress.node(node, f"{step.name} failed: {res.kind}", Status.FAIL)
-            elif isinstance(res, BaseException):
-                raise res
+        return await each_node(nodes, fn, step, self.progress)
+
+
+async def each_node(nodes: list[str], fn: Callable[[str], Awaitable[T]], step: StepReport,
+                    progress: Progress) -> dict[str, T]:
+    """Run fn on every node in parallel; a node that fails is reported, not fatal."""
+    results = await asyncio.gather(*(fn(n) for n in nodes), return_exceptions=True)
+    done: dict[str, T] = {}
+    for node, res in zip(nodes, results):
+        if isinstance(res, RemoteError):
+            step.add(_remote_failure(step.name, res))
+            progress.node(node, f"{step.name} failed: {res.kind}", Status.FAIL)
+        elif isinstance(res, BaseException):
+            raise res
+        else:
+            done[node] = res
+    return done
+
+
+async def run_batch(pool: RemotePool, node: str, batch: Batch, verb: str, progress: Progress,
+                    timeout_base: float) -> dict[str, ToolOutput]:
+    """One batch of tool calls on one node, in one round trip; the outputs by call id."""
+    nonce = new_nonce()
+    calls = sum(1 for line in batch.lines if line.startswith("pdw_call"))
+    progress.node(node, f"{verb} (one round trip)")
+    result = await pool.run_script(node, build_script(batch, nonce), timeout=timeout_base + PER_CALL_TIMEOUT_S * calls)
+    return split_output(result.stdout, nonce)
+
+
+async def connect_nodes(pool: RemotePool, nodes: list[str], progress: Progress,
+                        step: StepReport) -> dict[str, RemoteError | None]:
+    """Connect every node in parallel into `step`: per node (in the given order) its RemoteError, or
+    None when it is reachable. The error is kept whole: a TUI asks about an unknown host key from it."""
+    async def one(node: str) -> RemoteError | None:
+        progress.node(node, "connecting")
+        try:
+            await pool.connect(node)
+        except RemoteError as exc:
+            progress.node(node, f"connect failed: {exc.kind}", Status.FAIL)
+            return exc
+        progress.node(node, "connected")
+        return None
+
+    with _timed(step):
+        results = await asyncio.gather(*(one(n) for n in nodes))
+        for name, err in zip(nodes, results):
+            if err is None:
+                step.add(CheckResult(check="ssh", node=name, status=Status.OK, value="connected"))
             else:
-                done[node] = res
-        return done
+                step.add(_remote_failure("ssh", err))
+    return dict(zip(nodes, results))
+
+
+async def discover_nodes(pool: RemotePool, nodes: list[str], progress: Progress, step: StepReport, *,
+                         container: str | None = None, model_paths: dict[str, str | None] | None = None,
+                         timeout_base: float = 60.0) -> dict[str, NodeFacts]:
+    """Discovery of `nodes` (one round trip each, in parallel) into `step`: the facts by node.
+    The TUI's node step runs it before any instance exists; the flow runs it for a session."""
+    model = model_paths or {}
+    facts: dict[str, NodeFacts] = {}
+
+    async def one(node: str) -> dict[str, ToolOutput]:
+        batch = discovery_batch(container, model_path=model.get(node))
+        return await run_batch(pool, node, batch, "discovering", progress, timeout_base)
+
+    with _timed(step):
+        outs = await each_node(nodes, one, step, progress)
+        for name in nodes:
+            if name not in outs:
+                continue
+            found, results = parse_facts(name, outs[name], model_path=model.get(name))
+            facts[name] = found
+            for r in results:
+                step.add(r)
+            step.add(CheckResult(check="discovery", node=name, status=Status.OK,
+                                 value=f"{found.soc or '?'}, {len(found.npus)} NPUs"))
+            progress.node(name, f"discovered {found.soc or '?'} with {len(found.npus)} NPUs")
+    return facts
+
+
+def _only(rerun: Sequence[CheckResult], devices: dict[str, list[int]],
+          pings: dict[str, list[Ping]]) -> tuple[dict[str, list[int]], dict[str, list[Ping]]]:
+    """The NPUs and the pings behind `rerun`'s results (a ping result's target names its peer)."""
+    npu = {(r.node, r.device) for r in rerun if r.check != "ping" and r.device is not None}
+    ping = {(r.node, r.device, r.target) for r in rerun if r.check == "ping"}
+    devs = {n: [d for d in ds if (n, d) in npu] for n, ds in devices.items()}
+    only = {n: [p for p in ps if (n, p.src.device, ping_target(p)) in ping] for n, ps in pings.items()}
+    return devs, only
 
 
 def _remote_failure(check: str, err: RemoteError) -> CheckResult:

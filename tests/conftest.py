@@ -109,3 +109,23 @@ async def sim_run(sim_connect):
         return await cache[key].run(command, check=False, **kw)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _pdwizard_state(tmp_path_factory, monkeypatch):
+    """Recent sessions and other per-user state go to a temp dir, never the real home."""
+    monkeypatch.setenv("PDWIZARD_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True)
+def _tui_demo_lock(request):
+    """TUI tests run the demo cluster on its fixed addresses (127.0.1.x:2222, so screenshots
+    show the same hosts everywhere): one such test at a time, also across pytest processes."""
+    if not request.node.module.__name__.startswith("test_tui"):
+        yield
+        return
+    import fcntl
+
+    with open("/tmp/pdwizard-tui-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
