@@ -35,7 +35,8 @@ class PdWizardApp(App[int]):
     BINDINGS = [
         Binding("f1", "help", "Help", tooltip="every key of the wizard"),
         Binding("question_mark", "help", "Help", show=False, tooltip="every key (outside text fields)"),
-        Binding("ctrl+e", "export", "Export", tooltip="export the session as TOML (shown before it is written)"),
+        Binding("ctrl+e", "export", "Export", priority=True,
+                tooltip="export the session as TOML (shown before it is written)"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="switch between the dark and light theme"),
         Binding("ctrl+q", "quit", "Quit", priority=True,
                 tooltip="quit (asks whether to stop a running deployment)"),
@@ -129,6 +130,12 @@ class PdWizardApp(App[int]):
             for n, step in enumerate(main.steps, 1):
                 yield SystemCommand(f"Go to step {n}: {step.TITLE}", step.HELP,
                                     lambda sid=step.STEP_ID: main.go_to(sid))
+            step = main.current
+            for binding in step.BINDINGS:
+                if isinstance(binding, Binding) and binding.description:
+                    yield SystemCommand(f"{step.TITLE}: {binding.description}",
+                                        binding.tooltip or binding.description,
+                                        lambda s=step, a=binding.action: self.call_later(s.run_action, a))
             yield SystemCommand("Toggle the command log", "every remote command with node, exit and duration",
                                 main.action_toggle_log)
         yield SystemCommand("Export the session", "TOML, shown before it is written", self.action_export)

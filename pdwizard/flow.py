@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence, TypeVar
 
 from pdwizard.discovery import discovery_batch, parse_facts
 from pdwizard.errors import InputError, RemoteError
-from pdwizard.fabric import evaluate_npu, evaluate_pings, fabric_batch, ping_target, tls_agreement
+from pdwizard.fabric import NPU_CHECKS, evaluate_npu, evaluate_pings, fabric_batch, ping_target, tls_agreement
 from pdwizard.models import Session
 from pdwizard.nodechecks import check_node, check_versions, missing_devices, selected_devices
 from pdwizard.pingplan import Endpoint, Ping, PingPlan, plan_pings
@@ -29,6 +30,40 @@ T = TypeVar("T")
 #: Seconds a batch may take per tool call it holds, on top of a fixed allowance:
 #: a real `hccn_tool -ping` of 3 packets can take a few seconds.
 PER_CALL_TIMEOUT_S = 6.0
+
+#: Verdicts judged from discovery's facts: re-running one means discovering its node again
+#: ("discovery": the node could not be discovered at all; hccn_conf reads /etc/hccn.conf there).
+FACT_CHECKS = frozenset({"discovery", "node_ip", "nic", "health", "free", "ip", "versions", "hccn_conf"})
+#: Per-NPU verdicts of the fabric script (hccn_conf is judged with them, per NPU).
+FABRIC_NPU_CHECKS = frozenset({*NPU_CHECKS, "hccn_conf"})
+
+
+@dataclass(frozen=True)
+class RerunScope:
+    """What re-running some (failed) verdicts repeats: the nodes discovered again, the nodes
+    whose whole fabric script failed (run again whole), the NPUs whose fabric checks run again,
+    and the pings sent again (source node, source NPU, target as the verdict names it)."""
+
+    discover: frozenset[str]
+    nodes: frozenset[str]
+    npus: frozenset[tuple[str, int]]
+    pings: frozenset[tuple[str, int | None, str | None]]
+
+    @classmethod
+    def of(cls, rerun: Sequence[CheckResult]) -> RerunScope:
+        return cls(discover=frozenset(r.node for r in rerun if r.check in FACT_CHECKS),
+                   nodes=frozenset(r.node for r in rerun if r.check == "fabric"),
+                   npus=frozenset((r.node, r.device) for r in rerun
+                                  if r.check in FABRIC_NPU_CHECKS and r.device is not None),
+                   pings=frozenset((r.node, r.device, r.target) for r in rerun if r.check == "ping"))
+
+    def covers(self, r: CheckResult) -> bool:
+        """Whether a fabric re-run of this scope gives a fresh verdict in place of `r`."""
+        if r.node in self.nodes:
+            return True
+        if r.check == "ping":
+            return (r.node, r.device, r.target) in self.pings
+        return r.device is not None and (r.node, r.device) in self.npus
 
 
 class CheckFlow:
@@ -115,9 +150,10 @@ class CheckFlow:
                           budget=checks.ping_budget if checks else 48)
 
     async def fabric(self, rerun: Sequence[CheckResult] | None = None) -> StepReport:
-        """Per-NPU checks and the ping matrix, one round trip per node. `rerun`: only the NPUs and
-        pings behind these (failed) results, with the ping plan of the last full run (the TUI's
-        "re-run failed"). `on_results(node, results)` hears each node as soon as it answers."""
+        """Per-NPU checks and the ping matrix, one round trip per node. `rerun`: only the NPUs,
+        pings and failed nodes behind these (failed) results (see RerunScope), with the ping plan
+        of the last full run (the TUI's "re-run failed"); merge the step into the last full one
+        with `merge_fabric`. `on_results(node, results)` hears each node as soon as it answers."""
         step = self.report.step("fabric")
         skip = set(self.session.checks.skip) if self.session.checks else set()
         plan = self.ping_plan if rerun is not None and self.ping_plan is not None else self.plan()
@@ -129,7 +165,7 @@ class CheckFlow:
             step.note = plan.describe()
             self.progress.say(plan.describe())
         else:
-            devices, pings = _only(rerun, devices, pings)
+            devices, pings = _only(RerunScope.of(rerun), devices, pings)
             step.note = f"re-run of {len(rerun)} failed result(s)"
         nodes = [n for n in self.facts if devices.get(n) or pings.get(n)]
 
@@ -252,14 +288,36 @@ async def discover_nodes(pool: RemotePool, nodes: list[str], progress: Progress,
     return facts
 
 
-def _only(rerun: Sequence[CheckResult], devices: dict[str, list[int]],
+def _only(scope: RerunScope, devices: dict[str, list[int]],
           pings: dict[str, list[Ping]]) -> tuple[dict[str, list[int]], dict[str, list[Ping]]]:
-    """The NPUs and the pings behind `rerun`'s results (a ping result's target names its peer)."""
-    npu = {(r.node, r.device) for r in rerun if r.check != "ping" and r.device is not None}
-    ping = {(r.node, r.device, r.target) for r in rerun if r.check == "ping"}
-    devs = {n: [d for d in ds if (n, d) in npu] for n, ds in devices.items()}
-    only = {n: [p for p in ps if (n, p.src.device, ping_target(p)) in ping] for n, ps in pings.items()}
+    """The NPUs and the pings behind a re-run (a ping result's target names its peer); a node
+    whose whole script failed runs all of it again."""
+    devs = {n: [d for d in ds if n in scope.nodes or (n, d) in scope.npus] for n, ds in devices.items()}
+    only = {n: [p for p in ps if n in scope.nodes or (n, p.src.device, ping_target(p)) in scope.pings]
+            for n, ps in pings.items()}
     return devs, only
+
+
+def merge_fabric(old: StepReport, new: StepReport, rerun: Sequence[CheckResult]) -> StepReport:
+    """The last full fabric step with a re-run's verdicts in place of the ones it repeated.
+
+    The TLS agreement is judged again over the merged NPUs (a re-run alone sees only its own
+    NPUs): the old mismatch verdicts (a failed "tls" beside a passing one for the same NPU)
+    are dropped and the agreement is taken anew."""
+    scope = RerunScope.of(rerun)
+    kept = [r for r in old.results if not scope.covers(r)] + list(new.results)
+    merged = StepReport(name=old.name, note=old.note)
+    for r in _retally_tls(kept):
+        merged.add(r)
+    merged.finish(old.duration_s)
+    return merged
+
+
+def _retally_tls(results: list[CheckResult]) -> list[CheckResult]:
+    read = {(r.node, r.device) for r in results if r.check == "tls" and r.status is Status.OK}
+    kept = [r for r in results
+            if not (r.check == "tls" and r.status is Status.FAIL and (r.node, r.device) in read)]
+    return kept + tls_agreement(kept)
 
 
 def _remote_failure(check: str, err: RemoteError) -> CheckResult:

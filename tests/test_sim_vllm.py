@@ -433,3 +433,40 @@ async def test_standalone_mooncake_on_main(tmp_path: Path) -> None:
             log.close()
     assert "INFO:     Application shutdown complete." in (tmp_path / "kv_consumer.log").read_text()
     assert "Force freed expired request cmpl-lost-0" in (tmp_path / "kv_producer.log").read_text()
+
+
+async def test_a_log_burst_writes_numbered_lines_at_the_rate_asked(tmp_path: Path) -> None:
+    """POST /sim/log (for bench/tui_logs.py): N lines a second for S seconds, every one numbered,
+    none lost, spread over the burst rather than written at once; bad bodies are refused."""
+    host = f"127.0.{next_sim_net()}.1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PDWIZARD_SIM", "DISAGG", "VLLM"))}
+    env.update({"PDWIZARD_SIM_HOST": host, "PDWIZARD_SIM_VLLM_STARTUP_S": "0",
+                "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    log_path = tmp_path / "burst.log"
+    with open(log_path, "w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pdwizard.sim.vllm", "serve", "/m/Qwen3-8B", "--port", str(PORT),
+            "--served-model-name", MODEL, stdout=log, stderr=log, env=env, cwd=str(tmp_path))
+        try:
+            await wait_healthy(host)
+            async with aiohttp.ClientSession() as s:
+                for bad in ({"lines_per_s": 0}, {"lines_per_s": 10, "seconds": 1e6}, {"seconds": 1}):
+                    async with s.post(f"http://{host}:{PORT}/sim/log", json=bad) as resp:
+                        assert resp.status == 400, bad
+                started = time.monotonic()
+                async with s.post(f"http://{host}:{PORT}/sim/log", json={"lines_per_s": 2000, "seconds": 1}) as resp:
+                    assert resp.status == 202 and (await resp.json())["lines"] == 2000
+
+            def burst() -> list[str]:
+                return [ln for ln in log_path.read_text().splitlines() if "sim log burst line" in ln]
+
+            await wait_until(lambda: len(burst()) >= 2000, timeout=10, what="2000 burst lines")
+            took = time.monotonic() - started
+            lines = burst()
+            assert [int(ln.split("sim log burst line ")[1][:7]) for ln in lines] == list(range(1, 2001))
+            assert all(ln.endswith("[SIMULATED]") and "/0002000: " in ln for ln in lines)
+            assert 0.8 < took < 5.0, took  # paced over about a second, not dumped at once
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0

@@ -8,7 +8,10 @@ Stop, one round trip per node (all of the node's processes at once):
 1. every `<name>.pid` in the run dir names a process group (pid = pgid: each process leads
    its own session). A group is only signalled when one of its live members carries the
    marker in its environment (`PDWIZARD_SESSION=<$HOME>/.pdwizard/runs/<session>`, or `PDWIZARD_LAUNCH=<id>`
-   when cleaning up one launch): a pid reused by an unrelated process is never touched;
+   when cleaning up one launch): a pid reused by an unrelated process is never touched. When
+   `names` restricts the stop, only marked processes that also carry one of those names
+   (`PDWIZARD_PROCESS=<name>`) count: restarting one process never touches its siblings of
+   the same launch on that node;
 2. SIGTERM to each group and to every marked process (children that left the group);
 3. wait up to the grace period, polling /proc; SIGKILL what is left; wait for it to go;
 4. verify nothing live (zombies do not count) is left in the groups or carries the marker;
@@ -36,7 +39,7 @@ from pdwizard.errors import RemoteError
 from pdwizard.deploy.health import http_ok
 from pdwizard.deploy.plan import run_dir
 from pdwizard.deploy.runtime import Runtime
-from pdwizard.deploy.shell import PRELUDE, SESSION_ENV, home_path, quote
+from pdwizard.deploy.shell import PRELUDE, PROCESS_ENV, SESSION_ENV, home_path, quote
 from pdwizard.probe import new_nonce, split_output
 from pdwizard.remote.pool import RemotePool
 
@@ -115,6 +118,7 @@ def stop_script(session: str, node: str, *, grace_s: float, nonce: str, launch_i
     Output lines: `@@PDW <nonce> <name> <pgid> <outcome> [<pid>...]`; exit 0 when nothing is left.
     """
     marker = quote(launch_marker(launch_id)) if launch_id else session_marker_expr(session)
+    names = None if names is None else list(names)
     wanted = None if names is None else " ".join(names)
     if wanted is not None and any(c.isspace() for c in wanted.replace(" ", "")):
         raise ValueError("process names cannot hold spaces")
@@ -131,6 +135,7 @@ PDW_N={nonce}
 mark={marker}
 wanted={quote(wanted) if wanted is not None else "''"}
 filter={1 if wanted is not None else 0}
+named={quote(_named_args(names)) if names is not None else "''"}
 d={home_path(run_dir(session))}
 cd -- "$d" 2>/dev/null || d=
 if [ -n "$d" ]; then
@@ -154,10 +159,18 @@ if [ -n "$d" ]; then
   done
   set -f
 fi
+pdw_mine() {{
+  [ "$filter" = 1 ] || {{ pdw_marked "$mark"; return 0; }}
+  pdw_o=
+  for pdw_q in $(pdw_marked "$mark"); do
+    grep -qzxF $named "/proc/$pdw_q/environ" 2>/dev/null && pdw_o="$pdw_o $pdw_q"
+  done
+  echo $pdw_o
+}}
 pdw_owned() {{
   pdw_snap
   owned=
-  for p in $(pdw_marked "$mark"); do
+  for p in $(pdw_mine); do
     g=$(pdw_pgrp "$p") && owned="$owned $g"
   done
 }}
@@ -191,13 +204,13 @@ pdw_left() {{
   pdw_snap
   left=
   for g in $groups; do left="$left $(pdw_group "$g")"; done
-  left="$left $(pdw_marked "$mark")"
+  left="$left $(pdw_mine)"
   set -- $left
   left=$*
 }}
 pdw_signal() {{
   for g in $groups; do kill -"$1" -"$g" 2>/dev/null; done
-  for p in $(pdw_marked "$mark"); do kill -"$1" "$p" 2>/dev/null; done
+  for p in $(pdw_mine); do kill -"$1" "$p" 2>/dev/null; done
 }}
 pdw_wait() {{
   pdw_end_at=$(( $(date +%s) + $2 ))
@@ -245,6 +258,13 @@ done
 [ -z "$orph" ] || echo "@@PDW $PDW_N - - left $orph"
 [ -z "$left" ]
 """
+
+
+def _named_args(names: Iterable[str]) -> str:
+    """grep arguments matching an environment entry `PDWIZARD_PROCESS=<name>` of any of `names`
+    (names are file stems: no spaces, no shell-special characters; none: a pattern nothing has)."""
+    words = [f"-e {PROCESS_ENV}={n}" for n in names] or [f"-e {PROCESS_ENV}=/"]
+    return " ".join(words)
 
 
 def parse_stop(node: str, stdout: str, nonce: str) -> NodeStop:

@@ -21,6 +21,7 @@ class ExportScreen(ModalScreen[Path | None]):
     """The TOML exactly as it will be written; Save writes it (temp file, fsync, rename)."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    AUTO_FOCUS = "#export-path"  # enter saves where it says
 
     def compose(self) -> ComposeResult:
         wizard = self.app.wizard  # type: ignore[attr-defined]
@@ -34,15 +35,15 @@ class ExportScreen(ModalScreen[Path | None]):
             with VerticalScroll(id="export-preview"):
                 if problems:
                     yield Static("The session is not complete; it can be written once these are fixed:\n" +
-                                 "\n".join(f"  - {p}" for p in problems), id="export-problems")
+                                 "\n".join(f"  - {p}" for p in problems), id="export-problems", markup=False)
                 else:
                     yield Static(Syntax(text, "toml", line_numbers=False, word_wrap=True), id="export-toml")
             with Horizontal(classes="row"):
                 yield Label("File", classes="field-label")
-                yield Input(str(default), id="export-path")
+                yield Input(str(default), id="export-path", compact=True)
             with Horizontal(classes="buttons"):
-                yield Button("Save", id="save", variant="primary", disabled=bool(problems))
-                yield Button("Cancel", id="cancel")
+                yield Button("Save", id="save", variant="primary", disabled=bool(problems), compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:

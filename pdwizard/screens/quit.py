@@ -27,9 +27,9 @@ class QuitScreen(ModalScreen[str]):
             yield Static("[b]The deployment is still running.[/b]")
             yield Static(leave)
             with Horizontal(classes="buttons"):
-                yield Button("Stop all and quit", id="stop", variant="error")
-                yield Button("Leave running", id="leave")
-                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Stop all and quit", id="stop", variant="error", compact=True)
+                yield Button("Leave running", id="leave", compact=True)
+                yield Button("Cancel", id="cancel", variant="primary", compact=True)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

@@ -24,12 +24,13 @@ class SessionStep(Step):
         yield Static(id="session-summary")
         with Horizontal(classes="row"):
             yield Label("Name", classes="field-label")
-            yield Input(id="session-name", placeholder="qwen3-1p2d")
+            yield Input(id="session-name", placeholder="qwen3-1p2d", compact=True)
         yield Label("", id="session-name-error", classes="field-error")
         with Horizontal(classes="row"):
-            yield Input(id="open-path", placeholder="path/to/session.toml")
-            yield Button("Open", id="open")
-            yield Button("New", id="new")
+            yield Label("Open file", classes="field-label")
+            yield Input(id="open-path", placeholder="path/to/session.toml", compact=True)
+            yield Button("Open", id="open", compact=True)
+            yield Button("New", id="new", compact=True)
         yield Label("Recent sessions", classes="section")
         yield OptionList(id="recent")
 

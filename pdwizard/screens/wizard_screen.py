@@ -25,9 +25,10 @@ class WizardScreen(Screen):
     panes keep tailing). Next is refused while the current step names a blocker."""
 
     BINDINGS = [
-        Binding("ctrl+n", "next", "Next", tooltip="go on to the next step (when nothing blocks it)"),
-        Binding("ctrl+b", "back", "Back", tooltip="go back one step"),
-        Binding("ctrl+l", "toggle_log", "Commands", tooltip="show or hide the log of every remote command"),
+        Binding("ctrl+n", "next", "Next", priority=True, tooltip="go on to the next step (when nothing blocks it)"),
+        Binding("ctrl+b", "back", "Back", priority=True, tooltip="go back one step"),
+        Binding("ctrl+l", "toggle_log", "Commands", priority=True,
+                tooltip="show or hide the log of every remote command"),
     ]
 
     def __init__(self) -> None:
@@ -35,6 +36,7 @@ class WizardScreen(Screen):
         self.steps: list[Step] = [cls() for cls in STEPS]
         self.blockers: dict[str, str | None] = {s.STEP_ID: "not visited yet" for s in self.steps}
         self.index = 0
+        self.visited: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -67,6 +69,7 @@ class WizardScreen(Screen):
         title = f"{index + 1}/{len(self.steps)}  {step.TITLE}"
         self.query_one("#step-title", Static).update(f"[b]{title}[/b]  [dim]{step.HELP}[/dim]")
         self.blockers[step.STEP_ID] = step.blocker
+        self.visited.add(step.STEP_ID)
         step.entered()
         self._refresh_nav()
         self.call_after_refresh(self._focus_step)
@@ -81,8 +84,8 @@ class WizardScreen(Screen):
         self.query_one(NavBar).show(blocker, first=self.index == 0, last=self.index == len(self.steps) - 1)
         marks = {}
         for i, s in enumerate(self.steps):
-            marks[s.STEP_ID] = "✓" if i < self.index and self.blockers.get(s.STEP_ID) is None else \
-                ("!" if i < self.index else " ")
+            done = i < self.index and s.STEP_ID in self.visited
+            marks[s.STEP_ID] = (" " if not done else "✓" if self.blockers.get(s.STEP_ID) is None else "!")
         self.query_one(StepList).show(self.current.STEP_ID, marks)
 
     def action_next(self) -> None:

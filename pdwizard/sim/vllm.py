@@ -40,7 +40,9 @@ mapped to that node's loopback address through the cluster's facts).
 
 Endpoints: GET /health (200, empty), /v1/models, /version, /metrics (vLLM gauges plus
 ``pdwizard_sim_*`` lines), GET /sim/kv (JSON: KV blocks held for remote decodes, per request,
-and the PD counters), POST /v1/completions and /v1/chat/completions (JSON or SSE).
+and the PD counters), POST /v1/completions and /v1/chat/completions (JSON or SSE), POST /sim/log
+(JSON ``{"lines_per_s": N, "seconds": S}``: log N synthetic lines a second for S seconds, answered
+202 at once; a chatty server for the TUI's log-pane benchmark, bench/tui_logs.py).
 
 PD (pd-proxy-protocol.md §5-§7, llmdatadist-connector.md §6): a kv_producer given
 ``kv_transfer_params.do_remote_decode`` keeps the request's KV blocks when it ends length-capped
@@ -97,7 +99,9 @@ MARK = " [SIMULATED]"
 EOS_MARK = "[sim:eos]"  # a prompt containing it makes the model's first token EOS (without min_tokens)
 SUBCOMMANDS = ("chat", "complete", "serve", "bench", "collect-env", "run-batch")
 ROUTES = [("/health", "GET"), ("/v1/models", "GET"), ("/version", "GET"), ("/metrics", "GET"),
-          ("/v1/completions", "POST"), ("/v1/chat/completions", "POST"), ("/sim/kv", "GET")]
+          ("/v1/completions", "POST"), ("/v1/chat/completions", "POST"), ("/sim/kv", "GET"), ("/sim/log", "POST")]
+LOG_BURST_MAX_RATE, LOG_BURST_MAX_S = 100_000.0, 600.0
+LOG_BURST_TICK_S = 0.01
 KV_ROLES = ("kv_producer", "kv_consumer", "kv_both")
 STATS_INTERVAL_S = 10.0
 BLOCKS_PER_RANK = 2048
@@ -542,6 +546,7 @@ class Server:
         self.http_sock: socket.socket | None = None
         self.kv_socks: list[socket.socket] = []
         self.runners: list = []
+        self.bursts: set[asyncio.Task] = set()
         self.client = None
         self.reg_key: str | None = None
         self.ready = False
@@ -1032,6 +1037,7 @@ class Server:
         app.router.add_get("/version", self.h_version)
         app.router.add_get("/metrics", self.h_metrics)
         app.router.add_get("/sim/kv", self.h_kv)
+        app.router.add_post("/sim/log", self.h_log)
         app.router.add_post("/v1/completions", self.h_completions)
         app.router.add_post("/v1/chat/completions", self.h_chat)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -1349,6 +1355,42 @@ class Server:
                 "engine_id": self.engine_id or None, "kv_ports": self.kv_ports() if self.connector else [],
                 "completed_requests": self.completed, **self.cache.status()}
         return _json_response(body)
+
+    async def h_log(self, request):
+        """POST /sim/log: start a burst of synthetic log lines (see the module docstring)."""
+        try:
+            body = await request.json()
+            rate, seconds = float(body["lines_per_s"]), float(body.get("seconds", 10))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _json_response({"error": 'send JSON {"lines_per_s": N, "seconds": S}'}, 400)
+        if not (0 < rate <= LOG_BURST_MAX_RATE and 0 < seconds <= LOG_BURST_MAX_S):
+            return _json_response({"error": f"lines_per_s must be in (0, {LOG_BURST_MAX_RATE:.0f}], "
+                                            f"seconds in (0, {LOG_BURST_MAX_S:.0f}]"}, 400)
+        total = int(rate * seconds)
+        task = asyncio.ensure_future(self.log_burst(rate, total))
+        self.bursts.add(task)
+        task.add_done_callback(self.bursts.discard)
+        return _json_response({"lines": total, "lines_per_s": rate, "seconds": seconds}, 202)
+
+    async def log_burst(self, rate: float, total: int) -> None:
+        """`total` numbered lines at `rate` lines a second, written in blocks every tick (one write
+        each: a real server's log lines come in bursts too)."""
+        head = f"(APIServer pid={os.getpid()}) INFO "
+        t0, sent = time.monotonic(), 0
+        while sent < total:
+            due = min(total, int((time.monotonic() - t0) * rate) + 1)
+            if due > sent:
+                ts = time.strftime("%m-%d %H:%M:%S")
+                block = "".join(f"{head}{ts} [loggers.py:123] sim log burst line {i:07d}/{total:07d}: Engine 000: "
+                                f"Avg prompt throughput: 0.0 tokens/s, Running: 0 reqs, Waiting: 0 reqs{MARK}\n"
+                                for i in range(sent + 1, due + 1))
+                try:
+                    sys.stdout.write(block)
+                    sys.stdout.flush()
+                except (OSError, ValueError):
+                    return
+                sent = due
+            await asyncio.sleep(LOG_BURST_TICK_S)
 
     async def h_metrics(self, request):
         from aiohttp import web

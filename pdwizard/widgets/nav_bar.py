@@ -12,7 +12,7 @@ class NavBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Button("< Back", id="back", compact=True)
-        yield Label("", id="blocker")
+        yield Label("", id="blocker", markup=False)  # blockers quote keys like [model]
         yield Button("Next >", id="next", variant="primary", compact=True)
 
     def show(self, blocker: str | None, first: bool, last: bool) -> None:
