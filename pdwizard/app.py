@@ -12,6 +12,7 @@ from pathlib import Path
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from pdwizard.messages import CommandRan
@@ -73,6 +74,12 @@ class PdWizardApp(App[int]):
         on when the blink timer last fired."""
         if self.is_headless and hasattr(event.widget, "cursor_blink"):
             event.widget.cursor_blink = False
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications carry the core's messages (keys such as `[model]`, paths, log lines):
+        always shown as plain text, never read as markup (which would eat or reject them)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def _command_ran(self, result: CommandResult) -> None:
         self.screen.post_message(CommandRan(result))

@@ -45,6 +45,32 @@ def test_export_dialog(snap_compare, tmp_path):
     assert snap_compare(demo_app(), terminal_size=(80, 24), run_before=run_before)
 
 
+def _with_modal(make):
+    async def run_before(pilot):
+        await pilot.app.push_screen(make())
+        await pilot.pause()
+    return run_before
+
+
+def test_quit_question(snap_compare):
+    assert snap_compare(demo_app(), terminal_size=(80, 24),
+                        run_before=_with_modal(lambda: QuitScreen(simulated=True)))
+
+
+def test_remove_node_question(snap_compare):
+    from pdwizard.screens.node_form import RemoveNodeScreen
+
+    assert snap_compare(demo_app(), terminal_size=(80, 24),
+                        run_before=_with_modal(lambda: RemoveNodeScreen("d2", 1)))
+
+
+def test_risky_npu_question(snap_compare):
+    from pdwizard.widgets.topology_confirm import ConfirmRiskScreen
+
+    assert snap_compare(demo_app(), terminal_size=(80, 24),
+                        run_before=_with_modal(lambda: ConfirmRiskScreen("p1 NPU 2", "busy: held by pid 4242")))
+
+
 # ------------------------------------------------------------------ session step
 
 
@@ -245,3 +271,13 @@ async def test_palette_offers_the_current_steps_actions():
         await wait_for(pilot, lambda: len(app.wizard.report.steps) > before and screen.current.blocker is None,
                        what="a new connect from the palette")
         assert app.wizard.report.steps[before].name == "connect"
+
+
+async def test_notifications_show_core_messages_as_text():
+    """Errors quote keys like [model] and may hold [/x]: shown as they are, never as markup."""
+    app = demo_app()
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        app.screen.notify("add path to [model]; odd [/x] tag", severity="error")
+        await wait_for(pilot, lambda: len(app.screen.query("Toast")) == 1, what="the toast")
+        shown = " ".join(screen_text(app).split())
+        assert "add path to [model];" in shown and "[/x] tag" in shown

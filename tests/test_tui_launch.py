@@ -20,7 +20,8 @@ from tui_support import demo_app, reach, screen_text, wait_for
 
 from pdwizard.cli import asset
 from pdwizard.deploy import status_session
-from pdwizard.screens.launch import DiagnosisView, LaunchStep
+from pdwizard.screens.launch import LaunchStep
+from pdwizard.widgets.diagnosis import DiagnosisView
 from pdwizard.widgets.log_view import LogView
 from pdwizard.widgets.process_table import ProcessTable
 

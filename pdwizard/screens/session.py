@@ -10,6 +10,8 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from rich.markup import escape
+
 from pdwizard.errors import PdwError
 from pdwizard.recent import recent_sessions, remember
 from pdwizard.screens.step import Step
@@ -39,12 +41,12 @@ class SessionStep(Step):
 
     def _refresh(self) -> None:
         w = self.wizard
-        where = f"from {w.source}" if w.source else "not saved yet"
+        where = f"from {escape(str(w.source))}" if w.source else "not saved yet"
         sim = "  [b reverse] SIMULATED [/] the built-in demo cluster: no real NPU is touched" if w.sim_spec else ""
         nodes = len(w.data.get("nodes", []))
         inst = w.data.get("instances", [])
         self.query_one("#session-summary", Static).update(
-            f"Session [b]{w.name}[/b] ({where}): {nodes} node(s), {len(inst)} instance(s){sim}")
+            f"Session [b]{escape(w.name)}[/b] ({where}): {nodes} node(s), {len(inst)} instance(s){sim}")
         name = self.query_one("#session-name", Input)
         if name.value != w.name:
             name.value = w.name
@@ -57,7 +59,7 @@ class SessionStep(Step):
     def _check_name(self, value: str) -> None:
         problems = [p for p in self.wizard.problems("name")]
         error = self.query_one("#session-name-error", Label)
-        error.update(f"name: {problems[0].message.split(': ', 1)[-1]}" if problems else "")
+        error.update(f"name: {escape(problems[0].message.split(': ', 1)[-1])}" if problems else "")
         self.blocker = "give the session a valid name" if problems else None
 
     @on(Input.Changed, "#session-name")

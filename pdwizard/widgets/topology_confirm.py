@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -27,7 +28,7 @@ class ConfirmRiskScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="risk-dialog", classes="dialog"):
-            yield Static(f"[b]{self.what}[/b]: {self.risk}", id="risk-text")
+            yield Static(f"[b]{escape(self.what)}[/b]: {escape(self.risk)}", id="risk-text")
             yield Static("An instance there may fail to start, or take memory another job is using. "
                          "Choose it anyway?")
             with Horizontal(classes="buttons"):
