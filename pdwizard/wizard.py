@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from pdwizard import artifacts, deploy, verify
 from pdwizard.deploy.restart import RestartResult, restart as restart_process
 from pdwizard.errors import InputError, PdwError, RemoteError
+from pdwizard.fsutil import atomic_write_text
 from pdwizard.flow import CheckFlow, RerunScope, connect_nodes, discover_nodes, merge_fabric
 from pdwizard.models import Node, Session, SshDefaults, Verify
 from pdwizard.nodechecks import selected_devices
@@ -32,7 +35,8 @@ from pdwizard.remote.pool import CommandResult, RemotePool
 from pdwizard.remote.target import SshTarget
 from pdwizard.report import CheckResult, NodeFacts, Report, Status, StepReport
 from pdwizard.scripts import script_texts
-from pdwizard.session import SessionError, find_secret_keys, save_session, session_to_toml, validate_session
+from pdwizard.session import (SESSION_FILE_MODE, SessionError, find_secret_keys, save_session, session_to_toml,
+                              validate_session)
 
 #: A new session: nodes, instances and the model are filled in by the wizard's steps.
 NEW_SESSION: dict[str, Any] = {"schema_version": 1, "name": "pd-session", "ssh": {"user": "root"},
@@ -164,6 +168,28 @@ class Wizard:
     def export(self, path: Path) -> Path:
         """Write the session file atomically (the previous file stays whole if this fails)."""
         written = save_session(self.session(), path)
+        self.source = written
+        return written
+
+    def draft_text(self) -> str:
+        """An incomplete session as TOML, headed by what it still lacks: `pdwizard --open FILE`
+        carries on from it, `--replay` refuses it naming the same keys."""
+        head = ["# pdwizard session DRAFT: incomplete; --replay refuses it until these are fixed",
+                "# (pdwizard --open FILE carries on from here):"]
+        head += [f"#   {str(p).splitlines()[0]}" for p in self.problems()]
+        return "\n".join(head) + "\n\n" + tomli_w.dumps(_without_none(self.data))
+
+    def export_draft(self, path: Path) -> Path:
+        """Write the incomplete session atomically (0600, like a session file); never a secret."""
+        secrets = find_secret_keys(self.data)
+        if secrets:
+            raise InputError(f"the session holds secret keys ({', '.join(secrets)})", key=secrets[0],
+                             hint="remove them: session files never hold passwords or passphrases")
+        try:
+            written = atomic_write_text(path, self.draft_text(), mode=SESSION_FILE_MODE)
+        except OSError as exc:
+            raise PdwError(f"{path}: cannot write the draft: {exc.strerror or exc}",
+                           hint="check that the directory exists and is writable") from exc
         self.source = written
         return written
 
@@ -745,6 +771,15 @@ def _usable_ipv4(address: str) -> bool:
     except ValueError:
         return False
     return not (ip.is_loopback or ip.is_link_local)
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: unset keys are left out."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 def _report(data: dict[str, Any]) -> Report:

@@ -3,6 +3,7 @@ between the wizard and the headless run. Over the demo's SIMULATED cluster (real
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from pathlib import Path
 
@@ -196,16 +197,28 @@ async def test_export_writes_the_shown_toml_atomically(tmp_path):
     assert target.resolve() in recent_sessions()
 
 
-async def test_export_of_an_incomplete_session_shows_the_problems(tmp_path):
-    app = PdWizardApp(Wizard({"schema_version": 1, "name": "half", "nodes": [{"name": "a", "host": "10.0.0.1"}],
-                              "instances": [], "model": {}}), clock=FROZEN)
+async def test_export_of_an_incomplete_session_is_a_draft_naming_what_it_lacks(tmp_path):
+    """From the Nodes step on, a session without instances or model can still be saved: as a
+    draft headed by its problems, which --open resumes and --replay refuses (exit 2)."""
+    draft = tmp_path / "half.toml"
+    data = {"schema_version": 1, "name": "half", "nodes": [{"name": "a", "host": "10.0.0.1"}],
+            "instances": [], "model": {}}
+    app = PdWizardApp(Wizard(data), clock=FROZEN)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+e")
         await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen), what="export dialog")
         text = screen_text(app)
         assert "not complete" in text and "model.path: required key is missing" in text
         assert "to [model]" in text  # the hint shown as text, never eaten as markup
-        assert app.screen.query_one("#save", Button).disabled
+        assert str(app.screen.query_one("#save", Button).label) == "Save draft"
+        app.screen.query_one("#export-path", Input).value = str(draft)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: draft.exists(), what="the draft")
+    written = draft.read_text()
+    assert written.startswith("# pdwizard session DRAFT") and "model.path" in written.splitlines()[2]
+    assert oct(draft.stat().st_mode & 0o777) == "0o600"
+    assert Wizard.open(draft).data == data  # --open carries on from exactly this
+    assert await asyncio.to_thread(cli.main, ["--replay", str(draft), "--dry-run"]) == 2
 
 
 async def test_quit_while_running_asks_then_stops_everything():

@@ -254,3 +254,13 @@ def test_node_problems_name_the_bad_key():
     problems = Wizard.node_problems({"name": "p1", "host": "bad host"})
     assert [p.key for p in problems] == ["nodes[0].host"]
     assert Wizard.node_problems({"name": "p1", "host": "10.0.0.1"}) == []
+
+
+def test_a_draft_never_holds_a_secret_and_leaves_no_file(tmp_path):
+    wizard = Wizard({"schema_version": 1, "name": "half", "nodes": [], "instances": [], "model": {},
+                     "ssh": {"password": "hunter2"}})
+    target = tmp_path / "draft.toml"
+    with pytest.raises(InputError) as refused:
+        wizard.export_draft(target)
+    assert refused.value.key == "ssh.password" and "hunter2" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
