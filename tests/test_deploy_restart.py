@@ -7,35 +7,18 @@ uses stand-ins (tests/test_deploy_support.py) so that only the restarted launche
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import tomllib
 from pathlib import Path
 
 import aiohttp
 import pytest
-import tomli_w
-from conftest import listening, next_sim_net, pid_alive
-from simfiles import guide_pair
-from test_deploy_support import plan, pool_for, run_dir_of, standin
+from conftest import listening, pid_alive
+from test_deploy_support import guide, plan, pool_for, run_dir_of, standin
 
-from pdwizard import artifacts
 from pdwizard.deploy import LaunchObserver, launch, plan_for, sim_addresses, stop, stop_session
 from pdwizard.deploy.board import ProcessBoard
 from pdwizard.deploy.plan import DeployPlan
 from pdwizard.deploy.restart import restart
-from pdwizard.flow import CheckFlow
-from pdwizard.progress import PlainProgress
-from pdwizard.remote.pool import RemotePool
-from pdwizard.replay import targets_for
-from pdwizard.report import Report
-from pdwizard.session import load_session
-from pdwizard.sim import SimCluster, load_spec
-
-
-class _Quiet(PlainProgress):
-    def say(self, text: str) -> None:
-        pass
 
 
 class Clock:
@@ -66,29 +49,6 @@ class Feed(LaunchObserver):
         self.board.failure(failure)
 
 
-def own_subnet(spec: Path, session: Path) -> None:
-    """Move the guide's pair to a loopback subnet of this process (parallel runs never collide)."""
-    net = next_sim_net()
-    for path, key in ((spec, "node"), (session, "nodes")):
-        data = tomllib.loads(path.read_text())
-        for i, node in enumerate(data[key], start=1):
-            node["host"] = f"127.{net}.7.{i}"
-        path.write_text(tomli_w.dumps(data))
-
-
-@contextlib.asynccontextmanager
-async def guide(tmp_path: Path):
-    spec, path = guide_pair(tmp_path, session_extra={"stack": {"stop_grace_s": 2}})
-    own_subnet(spec, path)
-    session = load_session(path)
-    async with SimCluster(load_spec(spec), workdir=tmp_path / "sim") as cluster:
-        async with RemotePool(targets_for(session, cluster)) as pool:
-            flow = CheckFlow(session, pool, Report(session=session.name, started_at="test"), _Quiet())
-            await flow.connect()
-            await flow.discover()
-            yield session, cluster, pool, artifacts.build(session, flow.facts)
-
-
 def env_of(pid: int) -> set[str]:
     return set(Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0"))
 
@@ -100,7 +60,7 @@ async def health(host: str, port: int) -> int:
 
 
 async def test_restarting_the_decode_keeps_the_others_and_the_launch_record(tmp_path: Path) -> None:
-    async with guide(tmp_path) as (session, cluster, pool, art):
+    async with guide(tmp_path, own_net=True) as (session, cluster, pool, art):
         deploy = plan_for(session, art.deployment, addresses=sim_addresses(session))
         clock = Clock()
         board = ProcessBoard(clock)

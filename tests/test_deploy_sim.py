@@ -4,42 +4,15 @@ and a start-up fault diagnosed from the fake vllm's real error text."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import aiohttp
 import pytest
 from conftest import listening, pid_alive
-from simfiles import guide_pair
+from test_deploy_support import guide
 
-from pdwizard import artifacts
 from pdwizard.deploy import (LaunchObserver, LogSource, LogTail, launch, plan_for, sim_addresses,
                              status_session, stop_session)
-from pdwizard.flow import CheckFlow
-from pdwizard.progress import PlainProgress
-from pdwizard.remote.pool import RemotePool
-from pdwizard.replay import targets_for
-from pdwizard.report import Report
-from pdwizard.session import load_session
-from pdwizard.sim import SimCluster, load_spec
-
-
-class _Quiet(PlainProgress):
-    def say(self, text: str) -> None:
-        pass
-
-
-@contextlib.asynccontextmanager
-async def guide(tmp_path: Path, faults: dict | None = None, **session_extra):
-    spec, path = guide_pair(tmp_path, faults, session_extra={"stack": {"stop_grace_s": 2}, **session_extra})
-    session = load_session(path)
-    async with SimCluster(load_spec(spec), workdir=tmp_path / "sim") as cluster:
-        async with RemotePool(targets_for(session, cluster)) as pool:
-            flow = CheckFlow(session, pool, Report(session=session.name, started_at="test"), _Quiet())
-            await flow.connect()
-            await flow.discover()
-            art = artifacts.build(session, flow.facts)
-            yield session, cluster, pool, art
 
 
 class _Lines(LaunchObserver):

@@ -7,8 +7,22 @@ slowly, fail with a given log line, or ignore SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tomllib
 from pathlib import Path
+
+import tomli_w
+from conftest import next_sim_net
+from simfiles import guide_pair
+
+from pdwizard import artifacts
+from pdwizard.flow import CheckFlow
+from pdwizard.replay import targets_for
+from pdwizard.report import Report
+from pdwizard.session import load_session
+from pdwizard.sim import SimCluster, load_spec
+from pdwizard.wizard import QuietProgress
 
 from pdwizard.deploy.plan import DeployPlan, ProcessSpec
 from pdwizard.deploy.runtime import Runtime
@@ -102,3 +116,29 @@ def group_members(pgid: int) -> list[int]:
         if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
             out.append(int(entry))
     return out
+
+
+def own_subnet(spec: Path, session: Path) -> None:
+    """Move the guide's pair to a loopback subnet of this process (parallel runs never collide)."""
+    net = next_sim_net()
+    for path, key in ((spec, "node"), (session, "nodes")):
+        data = tomllib.loads(path.read_text())
+        for i, node in enumerate(data[key], start=1):
+            node["host"] = f"127.{net}.7.{i}"
+        path.write_text(tomli_w.dumps(data))
+
+
+@contextlib.asynccontextmanager
+async def guide(tmp_path: Path, faults: dict | None = None, *, own_net: bool = False, **session_extra):
+    """The guide's 1P2D on a SimCluster, connected and discovered, its artifacts built:
+    yields (session, cluster, pool, artifacts)."""
+    spec, path = guide_pair(tmp_path, faults, session_extra={"stack": {"stop_grace_s": 2}, **session_extra})
+    if own_net:
+        own_subnet(spec, path)
+    session = load_session(path)
+    async with SimCluster(load_spec(spec), workdir=tmp_path / "sim") as cluster:
+        async with RemotePool(targets_for(session, cluster)) as pool:
+            flow = CheckFlow(session, pool, Report(session=session.name, started_at="test"), QuietProgress())
+            await flow.connect()
+            await flow.discover()
+            yield session, cluster, pool, artifacts.build(session, flow.facts)
