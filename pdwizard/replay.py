@@ -25,7 +25,7 @@ from pdwizard import artifacts, deploy, verify
 from pdwizard.deploy.health import port_answers
 from pdwizard.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
 from pdwizard.flow import CheckFlow
-from pdwizard.models import Session
+from pdwizard.models import Node, Session
 from pdwizard.progress import Progress, summary
 from pdwizard.remote.pool import RemotePool
 from pdwizard.remote.target import SshTarget
@@ -61,26 +61,38 @@ def targets_for(session: Session, cluster=None) -> list[SshTarget]:
     """SSH targets for every session node; with a simulator, its key and known_hosts."""
     targets = []
     for node in session.nodes:
-        args = session.ssh_target_args(node.name)
-        jump = SshTarget.parse_jump(args["jump"], args) if args.get("jump") else None
-        target = SshTarget(name=node.name, host=node.host, port=args["port"], user=args["user"],
-                           identity_file=args["identity_file"], known_hosts=args["known_hosts"],
-                           trust_on_first_use=args["trust_on_first_use"], jump=jump,
-                           connect_timeout=args["connect_timeout"])
-        targets.append(_sim_target(target, cluster) if cluster is not None else target)
+        target = node_target(session, node)
+        if cluster is not None:
+            simulated = sim_target(target, cluster)
+            if simulated is None:
+                raise InputError(
+                    f"no simulated node at {target.host}:{target.port}",
+                    key=f"nodes.{target.name}.host",
+                    hint="every session node must match a [[node]] of the sim spec by host and port "
+                         f"(the spec has: {', '.join(cluster.addresses())})",
+                )
+            target = simulated
+        targets.append(target)
     return targets
 
 
-def _sim_target(target: SshTarget, cluster) -> SshTarget:
-    """Point a target at the simulated node with the same host and port."""
+def node_target(session: Session, node: Node) -> SshTarget:
+    """How to reach `node`: the [ssh] defaults merged with the node's own settings. (The wizard
+    calls it with a session that holds only [ssh] and the nodes.)"""
+    args = session.ssh_target_args(node)
+    jump = SshTarget.parse_jump(args["jump"], args) if args.get("jump") else None
+    return SshTarget(name=node.name, host=node.host, port=args["port"], user=args["user"],
+                     identity_file=args["identity_file"], known_hosts=args["known_hosts"],
+                     trust_on_first_use=args["trust_on_first_use"], jump=jump,
+                     connect_timeout=args["connect_timeout"])
+
+
+def sim_target(target: SshTarget, cluster) -> SshTarget | None:
+    """`target` pointed at the simulated node with the same host and port (its actual port, the
+    simulator's key and known_hosts); None when the simulator has no such node."""
     port = cluster.port_of(target.host, target.port)
     if port is None:
-        raise InputError(
-            f"no simulated node at {target.host}:{target.port}",
-            key=f"nodes.{target.name}.host",
-            hint="every session node must match a [[node]] of the sim spec by host and port "
-                 f"(the spec has: {', '.join(cluster.addresses())})",
-        )
+        return None
     return SshTarget(name=target.name, host=target.host, port=port, user=target.user,
                      identity_file=str(cluster.client_key_path),
                      known_hosts=str(cluster.known_hosts_path), connect_timeout=target.connect_timeout)

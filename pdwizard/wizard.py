@@ -33,6 +33,7 @@ from pdwizard.pingplan import PingPlan
 from pdwizard.progress import Progress
 from pdwizard.remote.pool import CommandResult, RemotePool
 from pdwizard.remote.target import SshTarget
+from pdwizard.replay import node_target, sim_target
 from pdwizard.report import CheckResult, NodeFacts, Report, Status, StepReport
 from pdwizard.scripts import script_texts
 from pdwizard.session import (SESSION_FILE_MODE, SessionError, find_secret_keys, save_session, session_to_toml,
@@ -215,17 +216,6 @@ class Wizard:
             self.node_step = None
         self.preview = None
 
-    @staticmethod
-    def node_problems(node: dict[str, Any]) -> list[InputError]:
-        """What is wrong with one node entry on its own (its keys read `nodes[0].<key>`)."""
-        shell = {"schema_version": 1, "name": "node-check", "nodes": [node], "instances": [],
-                 "model": dict(_PLACEHOLDER_MODEL)}
-        try:
-            validate_session(shell)
-        except SessionError as exc:
-            return [p for p in exc.problems if (p.key or "").startswith("nodes[0]")]
-        return []
-
     # ------------------------------------------------------------------ connections
 
     async def start(self) -> None:
@@ -250,23 +240,10 @@ class Wizard:
         ssh = SshDefaults.model_validate(self.data.get("ssh", {}))
         nodes = [Node.model_validate(n) for n in self.data.get("nodes", [])]
         shell = Session.model_construct(ssh=ssh, nodes=nodes)
-        targets = []
-        for node in nodes:
-            args = shell.ssh_target_args(node)
-            jump = SshTarget.parse_jump(args["jump"], args) if args.get("jump") else None
-            target = SshTarget(name=node.name, host=node.host, port=args["port"], user=args["user"],
-                               identity_file=args["identity_file"], known_hosts=args["known_hosts"],
-                               trust_on_first_use=args["trust_on_first_use"], jump=jump,
-                               connect_timeout=args["connect_timeout"])
-            targets.append(self._sim_target(target))
-        return targets
-
-    def _sim_target(self, target: SshTarget) -> SshTarget:
-        if self.cluster is None or self.cluster.port_of(target.host, target.port) is None:
-            return target
-        return SshTarget(name=target.name, host=target.host, port=self.cluster.port_of(target.host, target.port),
-                         user=target.user, identity_file=str(self.cluster.client_key_path),
-                         known_hosts=str(self.cluster.known_hosts_path), connect_timeout=target.connect_timeout)
+        targets = [node_target(shell, node) for node in nodes]
+        if self.cluster is None:
+            return targets
+        return [sim_target(t, self.cluster) or t for t in targets]
 
     async def _pool(self) -> RemotePool:
         """The pool for the current nodes; rebuilt (old connections closed) when they changed."""
@@ -484,7 +461,7 @@ class Wizard:
             self.fabric_step = step
         else:
             assert self.fabric_step is not None
-            self.fabric_step = _merged(self.fabric_step, step, rerun)
+            self.fabric_step = merge_fabric(self.fabric_step, step, rerun)
         if node_step is not None:
             self.node_step = node_step
         return step
@@ -785,8 +762,3 @@ def _without_none(value: Any) -> Any:
 def _report(data: dict[str, Any]) -> Report:
     return Report(session=str(data.get("name") or "pd-session"),
                   started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-
-
-def _merged(old: StepReport, new: StepReport, rerun: Sequence[CheckResult]) -> StepReport:
-    """The last full fabric step with the re-run's verdicts in place of the ones they repeat."""
-    return merge_fabric(old, new, rerun)

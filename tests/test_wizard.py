@@ -251,9 +251,9 @@ def test_problems_by_prefix_and_the_checks_session(tmp_path):
 
 
 def test_node_problems_name_the_bad_key():
-    problems = Wizard.node_problems({"name": "p1", "host": "bad host"})
+    problems = Wizard().node_entry_problems({"name": "p1", "host": "bad host"})
     assert [p.key for p in problems] == ["nodes[0].host"]
-    assert Wizard.node_problems({"name": "p1", "host": "10.0.0.1"}) == []
+    assert Wizard().node_entry_problems({"name": "p1", "host": "10.0.0.1"}) == []
 
 
 def test_a_draft_never_holds_a_secret_and_leaves_no_file(tmp_path):
